@@ -1,0 +1,280 @@
+// The term collector: the simplifier's canonical form for elementwise arithmetic. A tree of
+// + - * / and unary minus becomes a list of terms `coef * f1^p1 * f2^p2 ...`; constants fold into
+// the coefficients, products distribute over sums (while that stays small), like terms and like
+// factors combine, two-term rules from the tables apply to any pair of terms that share the rest
+// of their product (c*p*sigmoid(x) + c*p*sigmoid(-x) -> c*p), and the result is rebuilt in one
+// order: positive terms first, then the subtracted ones; in a product the coefficient, then
+// scalars, then vectors. This is where commutative operand order is decided, once.
+//
+// IEEE honesty: terms cancel to nothing (x - x), and x^a * x^-b combine, only where x is known
+// finite (and, for powers, positive); otherwise they stay, so inf and NaN propagate as written.
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+#include "lossjit/match.hpp"
+#include "lossjit/rules/all.hpp"
+
+namespace lossjit {
+
+struct Factor {
+    int base;
+    double power;
+    constexpr bool operator==(const Factor&) const = default;
+};
+
+struct Monomial {
+    double coef = 1;
+    std::vector<Factor> factors;
+};
+
+constexpr bool is_sum_node(Op o) { return o == Op::add || o == Op::sub || o == Op::neg; }
+constexpr bool is_arith_node(Op o) { return is_sum_node(o) || o == Op::mul || o == Op::div; }
+
+class Collector {
+public:
+    static constexpr std::size_t max_terms = 32;  // distribute only while the sum stays this small
+
+    constexpr Collector(Graph& g, FactTable& facts) : g_(g), facts_(facts) {}
+
+    // The canonical form of arithmetic node `id`; `fired` receives the two-term rules applied.
+    constexpr int collect(int id, std::vector<std::string_view>& fired) {
+        std::vector<Monomial> terms;
+        expand_sum(id, 1.0, terms);
+        normalize(terms);
+        while (apply_pair_rule(terms, fired)) normalize(terms);
+        return rebuild(terms);
+    }
+
+private:
+    Graph& g_;
+    FactTable& facts_;
+
+    constexpr bool finite(int id) { return facts_.of(g_, id).has(Fact::finite); }
+
+    constexpr void expand_sum(int id, double coef, std::vector<Monomial>& out) {
+        const Node n = g_[id];
+        switch (n.op) {
+        case Op::add: expand_sum(n.a, coef, out); expand_sum(n.b, coef, out); return;
+        case Op::sub: expand_sum(n.a, coef, out); expand_sum(n.b, -coef, out); return;
+        case Op::neg: expand_sum(n.a, -coef, out); return;
+        default: break;
+        }
+        Monomial m{coef, {}};
+        add_factors(id, 1.0, m);
+        distribute(std::move(m), out);
+    }
+
+    static constexpr bool exact_reciprocal(double c) {
+        // 1/c is exact for powers of two; other divisions by constants stay visible
+        if (c == 0 || c != c || c - c != 0) return false;
+        double a = c < 0 ? -c : c;
+        while (a >= 2) a /= 2;
+        while (a < 1) a *= 2;
+        return a == 1;
+    }
+
+    constexpr void add_factors(int id, double power, Monomial& m) {
+        const Node n = g_[id];
+        const bool unit = power == 1 || power == -1;
+        switch (n.op) {
+        case Op::mul: add_factors(n.a, power, m); add_factors(n.b, power, m); return;
+        case Op::div: add_factors(n.a, power, m); add_factors(n.b, -power, m); return;
+        case Op::neg:
+            if (unit) {
+                m.coef = -m.coef;
+                add_factors(n.a, power, m);
+                return;
+            }
+            break;
+        case Op::constant:
+            if (power == 1) {
+                m.coef *= n.value;
+                return;
+            }
+            if (power == -1 && exact_reciprocal(n.value)) {
+                m.coef /= n.value;
+                return;
+            }
+            break;
+        case Op::pow:
+            if (g_[n.b].op == Op::constant) {
+                m.factors.push_back(Factor{n.a, power * g_[n.b].value});
+                return;
+            }
+            break;
+        default: break;
+        }
+        m.factors.push_back(Factor{id, power});
+    }
+
+    constexpr void distribute(Monomial m, std::vector<Monomial>& out) {
+        for (std::size_t i = 0; i < m.factors.size(); ++i) {
+            const Factor f = m.factors[i];
+            if (f.power != 1 || !is_sum_node(g_[f.base].op)) continue;
+            std::vector<Monomial> inner;
+            expand_sum(f.base, 1.0, inner);
+            if (out.size() + inner.size() > max_terms) break;
+            m.factors.erase(m.factors.begin() + static_cast<std::ptrdiff_t>(i));
+            for (Monomial& t : inner) {
+                Monomial r{m.coef * t.coef, m.factors};
+                for (const Factor& x : t.factors) r.factors.push_back(x);
+                distribute(std::move(r), out);
+            }
+            return;
+        }
+        out.push_back(std::move(m));
+    }
+
+    constexpr void sort_factors(std::vector<Factor>& fs) {
+        std::sort(fs.begin(), fs.end(), [this](const Factor& x, const Factor& y) {
+            const int c = compare_nodes(g_, x.base, y.base);
+            return c != 0 ? c < 0 : x.power < y.power;
+        });
+    }
+
+    // Combine like factors and like terms; drop cancelled terms where that is honest.
+    constexpr void normalize(std::vector<Monomial>& terms) {
+        for (Monomial& m : terms) {
+            sort_factors(m.factors);
+            std::vector<Factor> merged;
+            for (const Factor& f : m.factors) {
+                if (!merged.empty() && merged.back().base == f.base) {
+                    Factor& last = merged.back();
+                    const bool same_sign = (last.power > 0) == (f.power > 0);
+                    const Facts& fx = facts_.of(g_, f.base);
+                    if (same_sign || (fx.has(Fact::positive) && fx.has(Fact::finite))) {
+                        last.power += f.power;
+                        if (last.power == 0) merged.pop_back();
+                        continue;
+                    }
+                }
+                merged.push_back(f);
+            }
+            m.factors = std::move(merged);
+        }
+        std::vector<Monomial> out;
+        for (Monomial& m : terms) {
+            bool joined = false;
+            for (Monomial& o : out)
+                if (o.factors == m.factors) {
+                    o.coef += m.coef;
+                    joined = true;
+                    break;
+                }
+            if (!joined) out.push_back(std::move(m));
+        }
+        terms.clear();
+        for (Monomial& m : out) {
+            bool all_finite = true;
+            for (const Factor& f : m.factors) all_finite = all_finite && finite(f.base);
+            if (m.coef == 0 && all_finite) continue;
+            terms.push_back(std::move(m));
+        }
+    }
+
+    // Applies one two-term rule (head + or -) to a pair of terms that share all other factors.
+    constexpr bool apply_pair_rule(std::vector<Monomial>& terms, std::vector<std::string_view>& fired) {
+        for (const RuleTable& table : rules::all_tables)
+            for (const Rule& r : table.rules) {
+                const Node& head = r.lhs.nodes[static_cast<std::size_t>(r.lhs.root)];
+                if (head.op != Op::add && head.op != Op::sub) continue;
+                const double sign = head.op == Op::add ? 1.0 : -1.0;
+                for (std::size_t i = 0; i < terms.size(); ++i)
+                    for (std::size_t j = 0; j < terms.size(); ++j) {
+                        if (i == j || terms[i].coef != sign * terms[j].coef) continue;
+                        if (try_pair(r, head, terms, i, j)) {
+                            fired.push_back(r.name);
+                            return true;
+                        }
+                    }
+            }
+        return false;
+    }
+
+    constexpr bool try_pair(const Rule& r, const Node& head, std::vector<Monomial>& terms, std::size_t i, std::size_t j) {
+        const Monomial& ti = terms[i];
+        const Monomial& tj = terms[j];
+        for (std::size_t fi = 0; fi < ti.factors.size(); ++fi) {
+            if (ti.factors[fi].power != 1) continue;
+            for (std::size_t fj = 0; fj < tj.factors.size(); ++fj) {
+                if (tj.factors[fj].power != 1) continue;
+                std::vector<Factor> rest_i = ti.factors, rest_j = tj.factors;
+                rest_i.erase(rest_i.begin() + static_cast<std::ptrdiff_t>(fi));
+                rest_j.erase(rest_j.begin() + static_cast<std::ptrdiff_t>(fj));
+                if (rest_i != rest_j) continue;
+                Bindings b;
+                if (!match(r.lhs, head.a, g_, ti.factors[fi].base, b) || !match(r.lhs, head.b, g_, tj.factors[fj].base, b) ||
+                    !guards_hold(r, g_, b, facts_))
+                    continue;
+                Monomial m{ti.coef, rest_i};
+                add_factors(instantiate(r.rhs, r.rhs.root, g_, b), 1.0, m);
+                std::vector<Monomial> replaced;
+                distribute(std::move(m), replaced);
+                std::vector<Monomial> next;
+                for (std::size_t k = 0; k < terms.size(); ++k)
+                    if (k != i && k != j) next.push_back(std::move(terms[k]));
+                for (Monomial& x : replaced) next.push_back(std::move(x));
+                terms = std::move(next);
+                return true;
+            }
+        }
+        return false;
+    }
+
+    constexpr int chain(Op op, const std::vector<int>& ids) {
+        int acc = ids.front();
+        for (std::size_t i = 1; i < ids.size(); ++i) acc = g_.apply(op, acc, ids[i]);
+        return acc;
+    }
+
+    // coef * factors, for coef >= 0: coefficient, then scalar factors, then vector factors,
+    // then one division by the factors with negative powers.
+    constexpr int monomial_node(double coef, const std::vector<Factor>& factors) {
+        std::vector<int> scalars, vectors, den;
+        if (coef != 1) scalars.push_back(g_.constant(coef));
+        auto power_node = [this](const Factor& f, double p) {
+            return p == 1 ? f.base : g_.apply(Op::pow, f.base, g_.constant(p));
+        };
+        for (const Factor& f : factors) {
+            if (f.power < 0) den.push_back(power_node(f, -f.power));
+            else (g_[f.base].shape == Shape::vector ? vectors : scalars).push_back(power_node(f, f.power));
+        }
+        int num = -1;
+        if (!scalars.empty() && !vectors.empty()) num = g_.apply(Op::mul, chain(Op::mul, scalars), chain(Op::mul, vectors));
+        else if (!scalars.empty()) num = chain(Op::mul, scalars);
+        else if (!vectors.empty()) num = chain(Op::mul, vectors);
+        else num = g_.constant(coef);
+        return den.empty() ? num : g_.apply(Op::div, num, chain(Op::mul, den));
+    }
+
+    constexpr int rebuild(const std::vector<Monomial>& terms) {
+        struct Built {
+            int id;
+            bool constant;
+        };
+        std::vector<Built> pos, neg;
+        for (const Monomial& m : terms) {
+            const bool negative = m.coef < 0;
+            const int id = monomial_node(negative ? -m.coef : m.coef, m.factors);
+            (negative ? neg : pos).push_back(Built{id, m.factors.empty()});
+        }
+        // constants lead the added terms and close the subtracted ones: 1 - p, exp(x) - 1
+        auto order = [this](bool constant_first) {
+            return [this, constant_first](const Built& x, const Built& y) {
+                if (x.constant != y.constant) return constant_first ? x.constant : y.constant;
+                return compare_nodes(g_, x.id, y.id) < 0;
+            };
+        };
+        std::sort(pos.begin(), pos.end(), order(true));
+        std::sort(neg.begin(), neg.end(), order(false));
+        if (pos.empty() && neg.empty()) return g_.constant(0);
+        int acc = pos.empty() ? g_.apply(Op::neg, neg.front().id) : pos.front().id;
+        for (std::size_t i = 1; i < pos.size(); ++i) acc = g_.apply(Op::add, acc, pos[i].id);
+        for (std::size_t i = pos.empty() ? 1 : 0; i < neg.size(); ++i) acc = g_.apply(Op::sub, acc, neg[i].id);
+        return acc;
+    }
+};
+
+}  // namespace lossjit
