@@ -100,7 +100,14 @@ private:
             break;
         case Op::pow:
             if (g_[n.b].op == Op::constant) {
-                m.factors.push_back(Factor{n.a, power * g_[n.b].value});
+                const double c = g_[n.b].value;
+                int base = n.a;
+                // (-x)^n = (-1)^n x^n for whole n: the sign leaves the power
+                if (g_[base].op == Op::neg && c == static_cast<double>(static_cast<long long>(c))) {
+                    if (static_cast<long long>(c) % 2 != 0) m.coef = -m.coef;
+                    base = g_[base].a;
+                }
+                m.factors.push_back(Factor{base, power * c});
                 return;
             }
             break;
@@ -241,6 +248,13 @@ private:
             if (f.power < 0) den.push_back(power_node(f, -f.power));
             else (g_[f.base].shape == Shape::vector ? vectors : scalars).push_back(power_node(f, f.power));
         }
+        // a one-hot factor closes the product, where sum(onehot(y) * x) -> at(x, y) finds it
+        // (std::stable_partition is not constexpr in C++20)
+        std::vector<int> ordered;
+        for (int pass = 0; pass < 2; ++pass)
+            for (int id : vectors)
+                if ((g_[id].op == Op::onehot) == (pass == 1)) ordered.push_back(id);
+        vectors = std::move(ordered);
         int num = -1;
         if (!scalars.empty() && !vectors.empty()) num = g_.apply(Op::mul, chain(Op::mul, scalars), chain(Op::mul, vectors));
         else if (!scalars.empty()) num = chain(Op::mul, scalars);

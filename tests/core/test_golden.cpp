@@ -108,5 +108,10 @@ TEST_CASE("losses people write") {
     golden_grad(logsumexp(u), u, "softmax(u)");
     golden_grad(sum(softplus(u)), u, "sigmoid(u)");
     golden_grad(mean(u * u), u, "2 * u / K");
+    // focal loss: one class's probability, never the whole softmax vector, in the loss
+    golden(-sum(onehot(y) * pow(1 - softmax(u), 2) * log_softmax(u)),
+           "pow(expm1(at(u, y) - logsumexp(u)), 2) * logsumexp(u) - pow(expm1(at(u, y) - logsumexp(u)), 2) * at(u, y)");
+    golden(-at(log_softmax(u), y) + eps * (1 - at(softmax(u), y)),
+           "logsumexp(u) - eps * expm1(at(u, y) - logsumexp(u)) - at(u, y)");
     golden_grad(sum(tanh(u)), u, "1 - pow(tanh(u), 2)");
 }

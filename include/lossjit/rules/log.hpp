@@ -16,6 +16,7 @@ inline constexpr Rule log_exp[] = {
     rule("log1p-exp", log1p(exp(_x)), softplus(_x)),
     rule("log-1p", log(1 + _x), log1p(_x)),
     rule("exp-m1", exp(_x) - 1, expm1(_x)),
+    rule("1m-exp", 1 - exp(_x), -expm1(_x)),  // 1 - p for p = e^x near 1 keeps its digits
     rule("log-sum-exp", log(sum(exp(_x))), logsumexp(_x)),
     rule("log-one", log(literal{1}), 0),
     rule("exp-zero", exp(literal{0}), 1),

@@ -35,6 +35,21 @@ inline constexpr Rule at_rules[] = {
     rule("at-sub", at(_x - _z, _y), at(_x, _y) - at(_z, _y)),
     rule("at-neg", at(-_x, _y), -at(_x, _y)),
     rule("at-scale", at(_s * _x, _y), _s * at(_x, _y)),
+    // one entry of an elementwise result needs one entry of its arguments
+    rule("at-mul", at(_x * _z, _y), at(_x, _y) * at(_z, _y)),
+    rule("at-div", at(_x / _z, _y), at(_x, _y) / at(_z, _y)),
+    rule("at-exp", at(exp(_x), _y), exp(at(_x, _y))),
+    rule("at-log", at(log(_x), _y), log(at(_x, _y))),
+    rule("at-log1p", at(log1p(_x), _y), log1p(at(_x, _y))),
+    rule("at-expm1", at(expm1(_x), _y), expm1(at(_x, _y))),
+    rule("at-sqrt", at(sqrt(_x), _y), sqrt(at(_x, _y))),
+    rule("at-tanh", at(tanh(_x), _y), tanh(at(_x, _y))),
+    rule("at-sigmoid", at(sigmoid(_x), _y), sigmoid(at(_x, _y))),
+    rule("at-softplus", at(softplus(_x), _y), softplus(at(_x, _y))),
+    rule("at-abs", at(abs(_x), _y), abs(at(_x, _y))),
+    rule("at-pow", at(pow(_x, _s), _y), pow(at(_x, _y), _s)),
+    // the probability of one class, without the whole softmax vector
+    rule("at-softmax", at(softmax(_x), _y), exp(at(_x, _y) - logsumexp(_x))),
 };
 
 }  // namespace lossjit::rules::family
