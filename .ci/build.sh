@@ -2,6 +2,7 @@
 # The project's one build script, behind the README's two commands:
 #   bash .ci/build.sh demo   install what is missing, build, run the quickstart demo
 #   bash .ci/build.sh test   install what is missing, build, run the whole test suite
+#   bash .ci/build.sh bench  also install the benchmark's peers, build, run the benchmark
 # Runs as root on a fresh Debian 12 machine; installs only the Debian packages it lacks.
 set -euo pipefail
 
@@ -13,6 +14,9 @@ build=${LOSSJIT_BUILD_DIR:-$here/build}
 # for the tests; LLVM 19 for the JIT (its CMake config wants zlib and zstd headers); clang 14,
 # the second compiler the headers must build with.
 packages=(g++ make cmake libboost-dev catch2 llvm-19-dev zlib1g-dev libzstd-dev clang-14)
+# The benchmark's peers, only for `bench`: PyTorch (libtorch-dev), oneDNN (libdnnl-dev), and
+# matplotlib for the plot.
+if [[ $mode == bench ]]; then packages+=(libtorch-dev libdnnl-dev python3-matplotlib); fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -37,8 +41,11 @@ case "$mode" in
   test)
     ctest --test-dir "$build" --output-on-failure -j"$jobs"
     ;;
+  bench)
+    "$build/bench/bench_ce" --json "$build/bench.json" --plot "$here/docs/bench.png" "${@:2}"
+    ;;
   *)
-    echo "usage: bash .ci/build.sh demo|test" >&2
+    echo "usage: bash .ci/build.sh demo|test|bench" >&2
     exit 2
     ;;
 esac

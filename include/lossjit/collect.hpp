@@ -1,6 +1,6 @@
 // The term collector: the simplifier's canonical form for elementwise arithmetic. A tree of
 // + - * / and unary minus becomes a list of terms `coef * f1^p1 * f2^p2 ...`; constants fold into
-// the coefficients, products distribute over sums (while that stays small), like terms and like
+// the coefficients, products distribute over sums (where that pays), like terms and like
 // factors combine, two-term rules from the tables apply to any pair of terms that share the rest
 // of their product (c*p*sigmoid(x) + c*p*sigmoid(-x) -> c*p), and the result is rebuilt in one
 // order: positive terms first, then the subtracted ones; in a product the coefficient, then
@@ -39,17 +39,32 @@ public:
     constexpr Collector(Graph& g, FactTable& facts) : g_(g), facts_(facts) {}
 
     // The canonical form of arithmetic node `id`; `fired` receives the two-term rules applied.
+    // Products are distributed over sums only where that pays: fewer terms, or a two-term rule
+    // that fires. Otherwise a factor such as (logsumexp(u) - at(u, y)) stays whole, which also
+    // keeps its cancellation inside one subtraction instead of between two large products.
     constexpr int collect(int id, std::vector<std::string_view>& fired) {
-        std::vector<Monomial> terms;
-        expand_sum(id, 1.0, terms);
-        normalize(terms);
-        while (apply_pair_rule(terms, fired)) normalize(terms);
-        return rebuild(terms);
+        std::vector<std::string_view> fired_kept, fired_expanded;
+        std::vector<Monomial> kept = terms_of(id, false, fired_kept);
+        std::vector<Monomial> expanded = terms_of(id, true, fired_expanded);
+        const bool expand = expanded.size() < kept.size() ||
+                            (expanded.size() == kept.size() && fired_expanded.size() > fired_kept.size());
+        for (std::string_view f : expand ? fired_expanded : fired_kept) fired.push_back(f);
+        return rebuild(expand ? expanded : kept);
     }
 
 private:
     Graph& g_;
     FactTable& facts_;
+    bool distribute_ = true;
+
+    constexpr std::vector<Monomial> terms_of(int id, bool distribute, std::vector<std::string_view>& fired) {
+        distribute_ = distribute;
+        std::vector<Monomial> terms;
+        expand_sum(id, 1.0, terms);
+        normalize(terms);
+        while (apply_pair_rule(terms, fired)) normalize(terms);
+        return terms;
+    }
 
     constexpr bool finite(int id) { return facts_.of(g_, id).has(Fact::finite); }
 
@@ -117,7 +132,7 @@ private:
     }
 
     constexpr void distribute(Monomial m, std::vector<Monomial>& out) {
-        for (std::size_t i = 0; i < m.factors.size(); ++i) {
+        for (std::size_t i = 0; distribute_ && i < m.factors.size(); ++i) {
             const Factor f = m.factors[i];
             if (f.power != 1 || !is_sum_node(g_[f.base].op)) continue;
             std::vector<Monomial> inner;
@@ -263,13 +278,28 @@ private:
         return den.empty() ? num : g_.apply(Op::div, num, chain(Op::mul, den));
     }
 
+    // -(a - b) * x reads better, and computes the same, as (b - a) * x: a negative term with a
+    // difference among its factors takes the sign into that difference.
+    constexpr Monomial absorb_sign(Monomial m) {
+        if (m.coef >= 0) return m;
+        for (Factor& f : m.factors)
+            if (f.power == 1 && g_[f.base].op == Op::sub) {
+                const Node d = g_[f.base];
+                f.base = g_.apply(Op::sub, d.b, d.a);
+                m.coef = -m.coef;
+                return m;
+            }
+        return m;
+    }
+
     constexpr int rebuild(const std::vector<Monomial>& terms) {
         struct Built {
             int id;
             bool constant;
         };
         std::vector<Built> pos, neg;
-        for (const Monomial& m : terms) {
+        for (const Monomial& term : terms) {
+            const Monomial m = absorb_sign(term);
             const bool negative = m.coef < 0;
             const int id = monomial_node(negative ? -m.coef : m.coef, m.factors);
             (negative ? neg : pos).push_back(Built{id, m.factors.empty()});

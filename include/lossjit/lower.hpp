@@ -38,6 +38,7 @@ constexpr Graph lower(const E& loss, wrt_t<X...> = {}) {
         g.add_output(std::string("grad.") + std::string(name), copy_into(g, d.graph, d.root, m));
     };
     (add_grad(X::name()), ...);
+    (void)add_grad;  // a loss without wrt(...) has no gradients
     return compact(g);
 }
 

@@ -96,9 +96,9 @@ TEST_CASE("arithmetic, with IEEE honesty") {
 TEST_CASE("losses people write") {
     // label smoothing, PyTorch's convention
     golden(-(1 - eps) * at(log_softmax(u), y) - eps / K * sum(log_softmax(u)),
-           "eps * at(u, y) + logsumexp(u) - eps * sum(u) / K - at(u, y)");
+           "(eps - 1) * (at(u, y) - logsumexp(u)) + eps * (K * logsumexp(u) - sum(u)) / K");
     golden_grad(-(1 - eps) * at(log_softmax(u), y) - eps / K * sum(log_softmax(u)), u,
-                "eps * onehot(y) + softmax(u) - eps / K - onehot(y)");
+                "(eps - 1) * onehot(y) + softmax(u) - eps / K");
     // KL divergence to target probabilities
     golden(sum(p * (log(p) - log_softmax(u))), "dot(p, log(p)) + logsumexp(u) - dot(p, u)");
     golden_grad(sum(p * (log(p) - log_softmax(u))), u, "softmax(u) - p");
@@ -110,7 +110,7 @@ TEST_CASE("losses people write") {
     golden_grad(mean(u * u), u, "2 * u / K");
     // focal loss: one class's probability, never the whole softmax vector, in the loss
     golden(-sum(onehot(y) * pow(1 - softmax(u), 2) * log_softmax(u)),
-           "pow(expm1(at(u, y) - logsumexp(u)), 2) * logsumexp(u) - pow(expm1(at(u, y) - logsumexp(u)), 2) * at(u, y)");
+           "pow(expm1(at(u, y) - logsumexp(u)), 2) * (logsumexp(u) - at(u, y))");
     golden(-at(log_softmax(u), y) + eps * (1 - at(softmax(u), y)),
            "logsumexp(u) - eps * expm1(at(u, y) - logsumexp(u)) - at(u, y)");
     golden_grad(sum(tanh(u)), u, "1 - pow(tanh(u), 2)");

@@ -13,6 +13,7 @@ inline constexpr Rule sum_rules[] = {
     rule("sum-sub", sum(_x - _y), sum(_x) - sum(_y)),
     rule("sum-neg", sum(-_x), -sum(_x)),
     rule("sum-scale", sum(_s * _x), _s * sum(_x)),
+    rule("sum-divide", sum(_x / _s), sum(_x) / _s),
     rule("sum-scalar", sum(_s), K * _s),
     rule("sum-onehot", sum(onehot(_y) * _x), at(_x, _y)),
     rule("sum-product", sum(_v * _w), dot(_v, _w)),
@@ -26,6 +27,7 @@ inline constexpr Rule dot_rules[] = {
     rule("dot-sub", dot(_x, _y - _z), dot(_x, _y) - dot(_x, _z)),
     rule("dot-neg", dot(_x, -_y), -dot(_x, _y)),
     rule("dot-scale", dot(_x, _s * _y), _s * dot(_x, _y)),
+    rule("dot-divide", dot(_x, _y / _s), dot(_x, _y) / _s),
 };
 
 inline constexpr Rule at_rules[] = {

@@ -1,0 +1,820 @@
+// Codegen: Plan -> LLVM IR. See codegen.hpp for the kernel's ABI and schedule.hpp for the passes.
+//
+// Structure of the emitted function:
+//   for each row r in [row_begin, row_end):
+//     row bases of every slot; labels
+//     stage 0 (scalars of depth 0, e.g. gathers at(u, y)), pass 0, stage 1, pass 1, ...
+//     each pass: one vectorized loop over the row (unrolled, masked tail), accumulating all of
+//     the pass's reductions; two-pass logsumexp adds a max loop before it, per block of the row;
+//     the last pass also stores the vector outputs
+//     final stage: scalar outputs, stored per row and summed
+// Scalar nodes are computed lazily, at the end of the latest stage block (which dominates all
+// later code of the row); gathers are forced before the passes so in-place gradients are safe.
+#include "codegen.hpp"
+
+#include <llvm/IR/Intrinsics.h>
+#include <llvm/IR/Verifier.h>
+#include <llvm/Support/raw_ostream.h>
+
+#include <array>
+#include <cmath>
+#include <functional>
+#include <limits>
+
+#include "vecmath.hpp"
+
+namespace lossjit::jit {
+namespace {
+
+using namespace llvm;
+
+struct Ctx {
+    enum Mode { scalar, gather, lanes } mode = scalar;
+    Value* index = nullptr;  // gather: i64 element; lanes: i64 first element
+    Value* mask = nullptr;   // lanes: <VW x i1>, or null for a full vector
+    std::vector<Value*> memo;
+};
+
+class Em;
+using ValueFn = Value* (*)(Em&, int node, Ctx&);
+using MathFn = Value* (*)(Em&, int node, Value* a, Value* b);
+
+struct OpEmitter {
+    ValueFn value = nullptr;  // the node's value in a context (scalar row, gather, lanes)
+    MathFn math = nullptr;    // elementwise ops: the arithmetic on scalars or vectors
+};
+
+const std::array<OpEmitter, op_count>& table();
+
+class Em {
+public:
+    Em(LLVMContext& c, const Plan& p, const Target& t, Module& m) : C(c), P(p), T(t), M(m), B(c) {
+        F = P.compute == DType::f64 ? Type::getDoubleTy(C) : Type::getFloatTy(C);
+        VW = P.vector_width;
+        VF = FixedVectorType::get(F, static_cast<unsigned>(VW));
+        I64 = Type::getInt64Ty(C);
+        I32 = Type::getInt32Ty(C);
+        D = Type::getDoubleTy(C);
+        const std::size_t n = static_cast<std::size_t>(P.g.size());
+        scal.assign(n, nullptr);
+        reduced.assign(n, nullptr);
+        slot_of.assign(n, -1);
+        for (std::size_t s = 0; s < P.slots.size(); ++s)
+            if (!P.slots[s].output) slot_of[static_cast<std::size_t>(P.slot_node[s])] = static_cast<int>(s);
+    }
+
+    LLVMContext& C;
+    const Plan& P;
+    const Target& T;
+    Module& M;
+    IRBuilder<> B;
+    Type *F, *I64, *I32, *D;
+    FixedVectorType* VF;
+    int VW;
+    Function* fn = nullptr;
+    Value *K = nullptr, *Kf = nullptr;
+    std::vector<Value*> slot_ptr, slot_stride, slot_scale, row_base;
+    std::vector<Value*> scal, reduced;
+    std::vector<int> slot_of;
+    std::vector<Value*> label_val;  // per node: the row's label as i64
+    Instruction* stage_end = nullptr;
+    Ctx row_ctx;
+
+    bool vec(int i) const { return i >= 0 && P.vector_node[static_cast<std::size_t>(i)]; }
+    Constant* cf(double v, Type* t = nullptr) { return ConstantFP::get(t ? t : F, v); }
+    Value* splat(Value* s) { return B.CreateVectorSplat(static_cast<unsigned>(VW), s); }
+    Type* storage(DType d) {
+        switch (d) {
+        case DType::f32: return Type::getFloatTy(C);
+        case DType::f64: return D;
+        case DType::bf16: return Type::getInt16Ty(C);
+        case DType::i32: return I32;
+        case DType::i64: return I64;
+        }
+        return F;
+    }
+    Type* with_lanes(Type* s, Value* like) {
+        if (auto* vt = dyn_cast<FixedVectorType>(like->getType())) return FixedVectorType::get(s, vt->getNumElements());
+        return s;
+    }
+
+    // storage -> compute type
+    Value* to_compute(Value* x, DType d) {
+        if (d == DType::bf16) {
+            Value* w = B.CreateZExt(x, with_lanes(I32, x));
+            w = B.CreateShl(w, 16);
+            Value* f = B.CreateBitCast(w, with_lanes(Type::getFloatTy(C), x));
+            return F->isDoubleTy() ? B.CreateFPExt(f, with_lanes(F, x)) : f;
+        }
+        if (d == DType::i32 || d == DType::i64) return B.CreateSIToFP(x, with_lanes(F, x));
+        Type* want = with_lanes(F, x);
+        if (x->getType() == want) return x;
+        return F->isDoubleTy() ? B.CreateFPExt(x, want) : B.CreateFPTrunc(x, want);
+    }
+    // compute type -> storage, rounding to nearest even for bf16
+    Value* to_storage(Value* x, DType d) {
+        if (d == DType::bf16) {
+            Type* f32 = with_lanes(Type::getFloatTy(C), x);
+            if (x->getType() != f32) x = B.CreateFPTrunc(x, f32);
+            Type* i32 = with_lanes(I32, x);
+            Value* bits = B.CreateBitCast(x, i32);
+            Value* lsb = B.CreateAnd(B.CreateLShr(bits, 16), ConstantInt::get(i32, 1));
+            Value* rounded = B.CreateLShr(B.CreateAdd(B.CreateAdd(bits, ConstantInt::get(i32, 0x7fff)), lsb), 16);
+            Value* quiet = B.CreateOr(B.CreateLShr(bits, 16), ConstantInt::get(i32, 0x40));
+            Value* r = B.CreateSelect(B.CreateFCmpUNO(x, x), quiet, rounded);
+            return B.CreateTrunc(r, with_lanes(Type::getInt16Ty(C), x));
+        }
+        Type* want = with_lanes(storage(d), x);
+        if (x->getType() == want) return x;
+        return want->getScalarType()->isDoubleTy() ? B.CreateFPExt(x, want) : B.CreateFPTrunc(x, want);
+    }
+
+    Value* element_ptr(int slot, Value* index) {
+        return B.CreateGEP(storage(P.slots[static_cast<std::size_t>(slot)].dtype), row_base[static_cast<std::size_t>(slot)], index);
+    }
+    Value* load_lanes(int slot, Ctx& c) {
+        const DType d = P.slots[static_cast<std::size_t>(slot)].dtype;
+        Type* vt = FixedVectorType::get(storage(d), static_cast<unsigned>(VW));
+        Value* p = element_ptr(slot, c.index);
+        const Align al(size_of(d));
+        Value* x = c.mask ? static_cast<Value*>(B.CreateMaskedLoad(vt, p, al, c.mask, Constant::getNullValue(vt))) : B.CreateAlignedLoad(vt, p, al);
+        return to_compute(x, d);
+    }
+    Value* load_one(int slot, Value* index) {
+        const DType d = P.slots[static_cast<std::size_t>(slot)].dtype;
+        return to_compute(B.CreateAlignedLoad(storage(d), element_ptr(slot, index), Align(size_of(d))), d);
+    }
+
+    // A label as an i64 index: from a label input, or any scalar rounded toward zero.
+    Value* label_index(int i) {
+        if (label_val[static_cast<std::size_t>(i)]) return label_val[static_cast<std::size_t>(i)];
+        return B.CreateFPToSI(S(i), I64);
+    }
+
+    // The value of node i: per row (scalar nodes) or in a context (vector nodes).
+    Value* S(int i) {
+        Value*& v = scal[static_cast<std::size_t>(i)];
+        if (v) return v;
+        IRBuilderBase::InsertPointGuard guard(B);
+        if (stage_end) B.SetInsertPoint(stage_end);
+        v = table()[static_cast<std::size_t>(P.g[i].op)].value(*this, i, row_ctx);
+        return v;
+    }
+    Value* V(int i, Ctx& c) {
+        if (!vec(i)) {
+            Value* s = S(i);
+            return c.mode == Ctx::lanes ? splat(s) : s;
+        }
+        if (c.mode == Ctx::scalar) throw error("codegen: vector node %" + std::to_string(i) + " needed as a scalar");
+        Value*& m = c.memo[static_cast<std::size_t>(i)];
+        if (!m) m = table()[static_cast<std::size_t>(P.g[i].op)].value(*this, i, c);
+        return m;
+    }
+    Ctx lanes_ctx(Value* index, Value* mask) {
+        Ctx c;
+        c.mode = Ctx::lanes;
+        c.index = index;
+        c.mask = mask;
+        c.memo.assign(static_cast<std::size_t>(P.g.size()), nullptr);
+        return c;
+    }
+    Value* gather(int v, Value* index) {
+        if (!vec(v)) return S(v);
+        Ctx c;
+        c.mode = Ctx::gather;
+        c.index = index;
+        c.memo.assign(static_cast<std::size_t>(P.g.size()), nullptr);
+        return V(v, c);
+    }
+
+    // Horizontal reductions.
+    Value* hsum(Value* v) {
+        CallInst* r = B.CreateFAddReduce(cf(-0.0), v);
+        r->setHasAllowReassoc(true);
+        return r;
+    }
+    Value* isneginf(Value* x) { return B.CreateFCmpOEQ(x, cf(-INFINITY, x->getType())); }
+
+    // a * b where a zero factor gives zero even against +-inf (NaN still propagates), as the
+    // reference's mul: x * log(y) terms vanish where the target is 0. A finite nonzero constant
+    // factor needs no guard.
+    Value* mul0(Value* a, Value* b, int na, int nb) {
+        Value* r = B.CreateFMul(a, b);
+        auto plain = [&](int n) {
+            const Node& x = P.g[n];
+            return x.op == Op::constant && x.value != 0 && std::isfinite(x.value);
+        };
+        if (plain(na) || plain(nb)) return r;
+        Type* t = r->getType();
+        Value* z = ConstantFP::get(t, 0.0);
+        Value* za = B.CreateAnd(B.CreateFCmpOEQ(a, z), B.CreateFCmpORD(b, b));
+        Value* zb = B.CreateAnd(B.CreateFCmpOEQ(b, z), B.CreateFCmpORD(a, a));
+        return B.CreateSelect(B.CreateOr(za, zb), z, r);
+    }
+
+    void emit_loop(Value* begin, Value* end, const std::function<void(Value*, Value*, int)>& body);
+    void new_stage();
+    void emit_pass(const Pass& ps);
+    AllocaInst* alloca(Type* t) {
+        IRBuilder<> e(&fn->getEntryBlock(), fn->getEntryBlock().begin());
+        return e.CreateAlloca(t);
+    }
+};
+
+// ---- loops -------------------------------------------------------------------------------
+
+void Em::emit_loop(Value* begin, Value* end, const std::function<void(Value*, Value*, int)>& body) {
+    const int U = P.unroll;
+    AllocaInst* iv = alloca(I64);
+    B.CreateStore(begin, iv);
+    std::vector<Constant*> iota;
+    for (int l = 0; l < VW; ++l) iota.push_back(ConstantInt::get(I32, static_cast<std::uint64_t>(l)));
+    if (U == 1 && P.masked_loop) {
+        // One loop, every iteration masked: with AVX-512's mask registers a masked load, store or
+        // accumulation costs what an unmasked one does, and the body is emitted once (half the
+        // code for LLVM to optimize and select: JIT latency).
+        BasicBlock* bodyb = BasicBlock::Create(C, "masked.body", fn);
+        BasicBlock* exit = BasicBlock::Create(C, "masked.exit", fn);
+        B.CreateCondBr(B.CreateICmpSLT(begin, end), bodyb, exit);
+        B.SetInsertPoint(bodyb);
+        Value* i = B.CreateLoad(I64, iv);
+        Value* lanes = B.CreateAdd(splat(B.CreateTrunc(i, I32)), ConstantVector::get(iota));
+        body(i, B.CreateICmpSLT(lanes, splat(B.CreateTrunc(end, I32))), 0);
+        Value* next = B.CreateAdd(i, ConstantInt::get(I64, VW));
+        B.CreateStore(next, iv);
+        B.CreateCondBr(B.CreateICmpSLT(next, end), bodyb, exit);
+        B.SetInsertPoint(exit);
+        return;
+    }
+    auto counted = [&](int step, int copies, const char* name) {
+        BasicBlock* cond = BasicBlock::Create(C, std::string(name) + ".cond", fn);
+        BasicBlock* bodyb = BasicBlock::Create(C, std::string(name) + ".body", fn);
+        BasicBlock* exit = BasicBlock::Create(C, std::string(name) + ".exit", fn);
+        B.CreateBr(cond);
+        B.SetInsertPoint(cond);
+        Value* i = B.CreateLoad(I64, iv);
+        B.CreateCondBr(B.CreateICmpSLE(B.CreateAdd(i, ConstantInt::get(I64, step)), end), bodyb, exit);
+        B.SetInsertPoint(bodyb);
+        for (int u = 0; u < copies; ++u) body(B.CreateAdd(i, ConstantInt::get(I64, u * VW)), nullptr, u);
+        B.CreateStore(B.CreateAdd(i, ConstantInt::get(I64, step)), iv);
+        B.CreateBr(cond);
+        B.SetInsertPoint(exit);
+    };
+    counted(VW * U, U, U > 1 ? "unrolled" : "vector");
+    // masked tail: the lanes still inside [i, end); a loop when more than one vector may remain
+    BasicBlock* tail = BasicBlock::Create(C, "tail", fn);
+    BasicBlock* done = BasicBlock::Create(C, "tail.done", fn);
+    B.CreateCondBr(B.CreateICmpSLT(B.CreateLoad(I64, iv), end), tail, done);
+    B.SetInsertPoint(tail);
+    Value* i = B.CreateLoad(I64, iv);
+    Value* lanes = B.CreateAdd(splat(B.CreateTrunc(i, I32)), ConstantVector::get(iota));
+    Value* mask = B.CreateICmpSLT(lanes, splat(B.CreateTrunc(end, I32)));
+    body(i, mask, 0);
+    if (U > 1) {
+        Value* next = B.CreateAdd(i, ConstantInt::get(I64, VW));
+        B.CreateStore(next, iv);
+        B.CreateCondBr(B.CreateICmpSLT(next, end), tail, done);
+    } else {
+        B.CreateBr(done);
+    }
+    B.SetInsertPoint(done);
+}
+
+void Em::new_stage() {
+    BasicBlock* st = BasicBlock::Create(C, "stage", fn);
+    B.CreateBr(st);
+    B.SetInsertPoint(st);
+    BasicBlock* next = BasicBlock::Create(C, "pass", fn);
+    stage_end = B.CreateBr(next);
+    B.SetInsertPoint(next);
+}
+
+// ---- one pass over the row -----------------------------------------------------------------
+
+struct Red {
+    int node;
+    Op op;
+    bool two_pass = false;
+    std::vector<AllocaInst*> a, b;  // per unroll copy: accumulator(s)
+    AllocaInst *M = nullptr, *Sum = nullptr;
+};
+
+void Em::emit_pass(const Pass& ps) {
+    const int U = P.unroll;
+    std::vector<Red> reds;
+    bool any_two = false;
+    for (int r : ps.reductions) {
+        Red x;
+        x.node = r;
+        x.op = P.g[r].op;
+        x.two_pass = x.op == Op::logsumexp && P.lse == LseMode::two_pass;
+        any_two = any_two || x.two_pass;
+        for (int u = 0; u < U; ++u) {
+            x.a.push_back(alloca(VF));
+            if (x.op == Op::logsumexp) x.b.push_back(alloca(VF));
+        }
+        if (x.two_pass) {
+            x.M = alloca(F);
+            x.Sum = alloca(F);
+        }
+        reds.push_back(std::move(x));
+    }
+    // Evaluate every value this pass reads before the loops, so that lazily computed scalars
+    // land in the stage block.
+    for (const Red& r : reds) {
+        const Node& n = P.g[r.node];
+        if (!vec(n.a)) S(n.a);
+        if (n.b >= 0 && !vec(n.b)) S(n.b);
+    }
+    auto init_main = [&] {
+        for (Red& r : reds) {
+            if (r.two_pass) {
+                for (int u = 0; u < U; ++u) B.CreateStore(ConstantFP::get(VF, 0.0), r.b[static_cast<std::size_t>(u)]);
+                continue;
+            }
+            const double init = r.op == Op::amax || r.op == Op::logsumexp ? -INFINITY : 0.0;
+            for (int u = 0; u < U; ++u) {
+                B.CreateStore(ConstantFP::get(VF, init), r.a[static_cast<std::size_t>(u)]);
+                if (r.op == Op::logsumexp) B.CreateStore(ConstantFP::get(VF, 0.0), r.b[static_cast<std::size_t>(u)]);
+            }
+        }
+    };
+    std::vector<Value*> block_max(reds.size(), nullptr);  // two-pass: this block's max (safe)
+    std::vector<Value*> scale(P.slots.size(), nullptr);
+    auto main_body = [&](Value* i, Value* mask, int u) {
+        Ctx c = lanes_ctx(i, mask);
+        auto keep = [&](Value* v, Value* other) { return mask ? B.CreateSelect(mask, v, other) : v; };
+        for (std::size_t k = 0; k < reds.size(); ++k) {
+            Red& r = reds[k];
+            const Node& n = P.g[r.node];
+            AllocaInst* A = r.a[static_cast<std::size_t>(u)];
+            Value* x = V(n.a, c);
+            switch (r.op) {
+            case Op::sum:
+            case Op::mean: {
+                Value* acc = B.CreateLoad(VF, A);
+                B.CreateStore(B.CreateFAdd(acc, keep(x, ConstantFP::get(VF, 0.0))), A);
+                break;
+            }
+            case Op::dot: {
+                Value* acc = B.CreateLoad(VF, A);
+                Value* prod = mul0(x, V(n.b, c), n.a, n.b);
+                B.CreateStore(B.CreateFAdd(acc, keep(prod, ConstantFP::get(VF, 0.0))), A);
+                break;
+            }
+            case Op::amax: {
+                Value* acc = B.CreateLoad(VF, A);
+                Value* take = B.CreateOr(B.CreateFCmpOGT(x, acc), B.CreateFCmpUNO(x, x));
+                if (mask) take = B.CreateAnd(take, mask);
+                B.CreateStore(B.CreateSelect(take, x, acc), A);
+                break;
+            }
+            case Op::logsumexp: {
+                AllocaInst* Sa = r.b[static_cast<std::size_t>(u)];
+                Value* s = B.CreateLoad(VF, Sa);
+                if (r.two_pass) {
+                    Value* e = emit_exp(B, B.CreateFSub(x, splat(block_max[k])));
+                    B.CreateStore(B.CreateFAdd(s, keep(e, ConstantFP::get(VF, 0.0))), Sa);
+                    break;
+                }
+                // online: running max m and sum s of exp(x - m), one exp per element
+                Value* m = B.CreateLoad(VF, A);
+                Value* gt = B.CreateFCmpOGT(x, m);
+                Value* e = emit_exp(B, B.CreateSelect(gt, B.CreateFSub(m, x), B.CreateFSub(x, m)));
+                e = B.CreateSelect(isneginf(x), ConstantFP::get(VF, 0.0), e);
+                Value* s1 = B.CreateSelect(gt, B.CreateFAdd(B.CreateFMul(s, e), ConstantFP::get(VF, 1.0)), B.CreateFAdd(s, e));
+                Value* m1 = B.CreateSelect(gt, x, m);
+                B.CreateStore(keep(s1, s), Sa);
+                B.CreateStore(keep(m1, m), A);
+                break;
+            }
+            default: throw error("codegen: " + std::string(info(r.op).name) + " is not a pass reduction");
+            }
+        }
+        for (int w : ps.writes) {
+            const std::size_t slot = P.slots.size() - P.g.outputs().size() + static_cast<std::size_t>(w);
+            Value* v = B.CreateFMul(V(P.g.outputs()[static_cast<std::size_t>(w)].root, c), scale[slot]);
+            const DType d = P.slots[slot].dtype;
+            Value* st = to_storage(v, d);
+            Value* p = element_ptr(static_cast<int>(slot), i);
+            if (mask) B.CreateMaskedStore(st, p, Align(size_of(d)), mask);
+            else B.CreateAlignedStore(st, p, Align(size_of(d)));
+        }
+    };
+    for (int w : ps.writes) {
+        const std::size_t slot = P.slots.size() - P.g.outputs().size() + static_cast<std::size_t>(w);
+        scale[slot] = splat(slot_scale[slot]);
+    }
+
+    init_main();
+    if (!any_two) {
+        emit_loop(ConstantInt::get(I64, 0), K, main_body);
+    } else {
+        for (Red& r : reds)
+            if (r.two_pass) {
+                B.CreateStore(cf(-INFINITY), r.M);
+                B.CreateStore(cf(0.0), r.Sum);
+            }
+        // for (bs = 0; bs < K; bs += block)
+        AllocaInst* bs = alloca(I64);
+        B.CreateStore(ConstantInt::get(I64, 0), bs);
+        BasicBlock* cond = BasicBlock::Create(C, "block.cond", fn);
+        BasicBlock* body = BasicBlock::Create(C, "block.body", fn);
+        BasicBlock* exit = BasicBlock::Create(C, "block.exit", fn);
+        B.CreateBr(cond);
+        B.SetInsertPoint(cond);
+        Value* b0 = B.CreateLoad(I64, bs);
+        B.CreateCondBr(B.CreateICmpSLT(b0, K), body, exit);
+        B.SetInsertPoint(body);
+        Value* b1 = B.CreateAdd(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)));
+        Value* be = B.CreateSelect(B.CreateICmpSLT(b1, K), b1, K);
+        for (Red& r : reds)
+            if (r.two_pass)
+                for (int u = 0; u < U; ++u) B.CreateStore(ConstantFP::get(VF, -INFINITY), r.a[static_cast<std::size_t>(u)]);
+        emit_loop(b0, be, [&](Value* i, Value* mask, int u) {
+            Ctx c = lanes_ctx(i, mask);
+            for (Red& r : reds) {
+                if (!r.two_pass) continue;
+                AllocaInst* A = r.a[static_cast<std::size_t>(u)];
+                Value* acc = B.CreateLoad(VF, A);
+                Value* m = B.CreateBinaryIntrinsic(Intrinsic::maxnum, acc, V(P.g[r.node].a, c));
+                B.CreateStore(mask ? B.CreateSelect(mask, m, acc) : m, A);
+            }
+        });
+        std::vector<Value*> bm_raw(reds.size(), nullptr);
+        for (std::size_t k = 0; k < reds.size(); ++k) {
+            Red& r = reds[k];
+            if (!r.two_pass) continue;
+            Value* v = B.CreateLoad(VF, r.a[0]);
+            for (int u = 1; u < U; ++u) v = B.CreateBinaryIntrinsic(Intrinsic::maxnum, v, B.CreateLoad(VF, r.a[static_cast<std::size_t>(u)]));
+            Value* bm = B.CreateFPMaxReduce(v);
+            bm_raw[k] = bm;
+            // an all -inf block: subtract 0 instead, so exp(-inf - 0) = 0 (and NaN stays NaN)
+            block_max[k] = B.CreateSelect(isneginf(bm), cf(0.0), bm);
+            for (int u = 0; u < U; ++u) B.CreateStore(ConstantFP::get(VF, 0.0), r.b[static_cast<std::size_t>(u)]);
+        }
+        emit_loop(b0, be, main_body);
+        for (std::size_t k = 0; k < reds.size(); ++k) {
+            Red& r = reds[k];
+            if (!r.two_pass) continue;
+            Value* v = B.CreateLoad(VF, r.b[0]);
+            for (int u = 1; u < U; ++u) v = B.CreateFAdd(v, B.CreateLoad(VF, r.b[static_cast<std::size_t>(u)]));
+            Value* sb = hsum(v);
+            Value* bm = bm_raw[k];
+            Value* Mo = B.CreateLoad(F, r.M);
+            Value* So = B.CreateLoad(F, r.Sum);
+            Value* Mn = B.CreateBinaryIntrinsic(Intrinsic::maxnum, Mo, bm);
+            Value* t1 = B.CreateSelect(B.CreateFCmpOEQ(Mo, Mn), So, B.CreateFMul(So, emit_exp(B, B.CreateFSub(Mo, Mn))));
+            t1 = B.CreateSelect(isneginf(Mo), cf(0.0), t1);
+            Value* t2 = B.CreateSelect(B.CreateFCmpOEQ(bm, Mn), sb, B.CreateFMul(sb, emit_exp(B, B.CreateFSub(bm, Mn))));
+            t2 = B.CreateSelect(isneginf(bm), sb, t2);  // sb is 0 here unless NaN
+            B.CreateStore(B.CreateFAdd(t1, t2), r.Sum);
+            B.CreateStore(Mn, r.M);
+        }
+        B.CreateStore(b1, bs);
+        B.CreateBr(cond);
+        B.SetInsertPoint(exit);
+    }
+
+    // finish: horizontal reductions, results known from the next stage on
+    for (Red& r : reds) {
+        Value* res = nullptr;
+        switch (r.op) {
+        case Op::sum:
+        case Op::mean:
+        case Op::dot: {
+            Value* v = B.CreateLoad(VF, r.a[0]);
+            for (int u = 1; u < U; ++u) v = B.CreateFAdd(v, B.CreateLoad(VF, r.a[static_cast<std::size_t>(u)]));
+            res = hsum(v);
+            if (r.op == Op::mean) res = B.CreateFDiv(res, Kf);
+            break;
+        }
+        case Op::amax: {
+            Value* v = B.CreateLoad(VF, r.a[0]);
+            for (int u = 1; u < U; ++u) {
+                Value* w = B.CreateLoad(VF, r.a[static_cast<std::size_t>(u)]);
+                v = B.CreateSelect(B.CreateOr(B.CreateFCmpOGT(w, v), B.CreateFCmpUNO(w, w)), w, v);
+            }
+            res = B.CreateFPMaximumReduce(v);
+            break;
+        }
+        case Op::logsumexp: {
+            if (r.two_pass) {
+                res = B.CreateFAdd(B.CreateLoad(F, r.M), emit_log(B, B.CreateLoad(F, r.Sum)));
+                break;
+            }
+            std::vector<Value*> ms, ss;
+            Value* mv = nullptr;
+            for (int u = 0; u < U; ++u) {
+                ms.push_back(B.CreateLoad(VF, r.a[static_cast<std::size_t>(u)]));
+                ss.push_back(B.CreateLoad(VF, r.b[static_cast<std::size_t>(u)]));
+                mv = mv ? B.CreateBinaryIntrinsic(Intrinsic::maxnum, mv, ms.back()) : ms.back();
+            }
+            Value* Mx = B.CreateFPMaxReduce(mv);
+            Value* Ms = splat(Mx);
+            Value* tot = nullptr;
+            for (int u = 0; u < U; ++u) {
+                Value* m = ms[static_cast<std::size_t>(u)];
+                Value* s = ss[static_cast<std::size_t>(u)];
+                Value* t = B.CreateSelect(B.CreateFCmpOEQ(m, Ms), s, B.CreateFMul(s, emit_exp(B, B.CreateFSub(m, Ms))));
+                t = B.CreateSelect(isneginf(m), B.CreateSelect(B.CreateFCmpUNO(s, s), s, ConstantFP::get(VF, 0.0)), t);
+                tot = tot ? B.CreateFAdd(tot, t) : t;
+            }
+            res = B.CreateFAdd(Mx, emit_log(B, hsum(tot)));
+            break;
+        }
+        default: break;
+        }
+        reduced[static_cast<std::size_t>(r.node)] = res;
+        scal[static_cast<std::size_t>(r.node)] = res;
+    }
+}
+
+// ---- the function --------------------------------------------------------------------------
+
+void emit_function(Em& e, const std::string& name);
+
+}  // namespace
+
+std::unique_ptr<llvm::Module> emit_module(llvm::LLVMContext& ctx, const Plan& plan, const Target& target,
+                                          const std::string& name) {
+    auto m = std::make_unique<llvm::Module>(name, ctx);
+    Em e(ctx, plan, target, *m);
+    emit_function(e, name);
+    std::string msg;
+    llvm::raw_string_ostream os(msg);
+    if (llvm::verifyModule(*m, &os)) throw error("codegen produced invalid IR: " + os.str());
+    return m;
+}
+
+namespace {
+
+void emit_function(Em& e, const std::string& name) {
+    using namespace llvm;
+    auto& B = e.B;
+    auto& C = e.C;
+    const Plan& P = e.P;
+    Type* ptr = PointerType::getUnqual(C);
+    auto* fty = FunctionType::get(Type::getVoidTy(C), {e.I64, e.I64, e.I64, ptr, ptr, ptr, ptr}, false);
+    Function* fn = Function::Create(fty, Function::ExternalLinkage, name, e.M);
+    e.fn = fn;
+    fn->addFnAttr(Attribute::NoUnwind);
+    if (!e.T.cpu.empty()) fn->addFnAttr("target-cpu", e.T.cpu);
+    if (!e.T.features.empty()) fn->addFnAttr("target-features", e.T.features);
+    fn->addFnAttr("min-legal-vector-width", std::to_string(e.VW * (P.compute == DType::f64 ? 64 : 32)));
+    auto arg = fn->arg_begin();
+    Value* rb = &*arg++;
+    Value* re = &*arg++;
+    Value* kval = &*arg++;
+    Value* data = &*arg++;
+    Value* strides = &*arg++;
+    Value* scales = &*arg++;
+    Value* sums = &*arg++;
+    for (unsigned i = 3; i < 7; ++i) fn->addParamAttr(i, Attribute::NoAlias);
+
+    BasicBlock* entry = BasicBlock::Create(C, "entry", fn);
+    B.SetInsertPoint(entry);
+    e.K = P.K ? static_cast<Value*>(ConstantInt::get(e.I64, P.K)) : kval;
+    e.Kf = B.CreateSIToFP(e.K, e.F);
+    const std::size_t ns = P.slots.size();
+    for (std::size_t s = 0; s < ns; ++s) {
+        e.slot_ptr.push_back(B.CreateLoad(ptr, B.CreateConstGEP1_64(ptr, data, s)));
+        e.slot_stride.push_back(B.CreateLoad(e.I64, B.CreateConstGEP1_64(e.I64, strides, s)));
+        Value* sc = B.CreateLoad(e.D, B.CreateConstGEP1_64(e.D, scales, s));
+        e.slot_scale.push_back(e.F->isDoubleTy() ? sc : B.CreateFPTrunc(sc, e.F));
+    }
+    // per scalar output: its running sum (double)
+    std::vector<AllocaInst*> acc(ns, nullptr);
+    for (std::size_t s = 0; s < ns; ++s)
+        if (P.slots[s].output && !P.slots[s].vector) {
+            acc[s] = B.CreateAlloca(e.D);
+        }
+    for (std::size_t s = 0; s < ns; ++s)
+        if (acc[s]) B.CreateStore(ConstantFP::get(e.D, 0.0), acc[s]);
+    AllocaInst* row = B.CreateAlloca(e.I64);
+    B.CreateStore(rb, row);
+    BasicBlock* cond = BasicBlock::Create(C, "row.cond", fn);
+    BasicBlock* body = BasicBlock::Create(C, "row.body", fn);
+    BasicBlock* done = BasicBlock::Create(C, "done", fn);
+    B.CreateBr(cond);
+    B.SetInsertPoint(cond);
+    Value* r = B.CreateLoad(e.I64, row);
+    B.CreateCondBr(B.CreateICmpSLT(r, re), body, done);
+    B.SetInsertPoint(body);
+
+    // row bases and labels
+    e.row_base.assign(ns, nullptr);
+    for (std::size_t s = 0; s < ns; ++s)
+        e.row_base[s] = B.CreateGEP(e.storage(P.slots[s].dtype), e.slot_ptr[s], B.CreateMul(r, e.slot_stride[s]));
+    e.label_val.assign(static_cast<std::size_t>(P.g.size()), nullptr);
+    for (std::size_t s = 0; s < ns; ++s)
+        if (!P.slots[s].output && P.slots[s].kind == InputKind::label) {
+            Value* y = B.CreateLoad(e.storage(P.slots[s].dtype), e.row_base[s]);
+            if (P.slots[s].dtype == DType::i32) y = B.CreateSExt(y, e.I64);
+            e.label_val[static_cast<std::size_t>(P.slot_node[s])] = y;
+        }
+
+    // liveness, for forcing gathers early
+    std::vector<bool> live(static_cast<std::size_t>(P.g.size()), false);
+    std::function<void(int)> mark = [&](int i) {
+        if (i < 0 || live[static_cast<std::size_t>(i)]) return;
+        live[static_cast<std::size_t>(i)] = true;
+        mark(P.g[i].a);
+        mark(P.g[i].b);
+        mark(P.lse_of[static_cast<std::size_t>(i)]);
+    };
+    for (const Output& o : P.g.outputs()) mark(o.root);
+
+    for (std::size_t k = 0; k < P.passes.size(); ++k) {
+        e.new_stage();
+        // gathers read the row: do them before the passes that may overwrite it
+        for (int i = 0; i < P.g.size(); ++i)
+            if (live[static_cast<std::size_t>(i)] && P.g[i].op == Op::at && P.depth[static_cast<std::size_t>(i)] <= static_cast<int>(k))
+                e.S(i);
+        e.emit_pass(P.passes[k]);
+    }
+    e.new_stage();
+    for (std::size_t s = 0; s < ns; ++s) {
+        if (!acc[s]) continue;
+        Value* v = e.S(P.slot_node[s]);
+        Value* d = e.F->isDoubleTy() ? v : B.CreateFPExt(v, e.D);
+        B.CreateStore(B.CreateFAdd(B.CreateLoad(e.D, acc[s]), d), acc[s]);
+        // an unbound per-row output points at a scratch value with stride 0 (no branch here)
+        const DType dt = P.slots[s].dtype;
+        B.CreateAlignedStore(e.to_storage(v, dt), e.row_base[s], Align(size_of(dt)));
+    }
+    B.CreateStore(B.CreateAdd(r, ConstantInt::get(e.I64, 1)), row);
+    B.CreateBr(cond);
+
+    B.SetInsertPoint(done);
+    for (std::size_t s = 0; s < ns; ++s)
+        if (acc[s]) {
+            Value* p = B.CreateConstGEP1_64(e.D, sums, s);
+            B.CreateStore(B.CreateFAdd(B.CreateLoad(e.D, p), B.CreateLoad(e.D, acc[s])), p);
+        }
+    B.CreateRetVoid();
+}
+
+// ---- the emitter table ---------------------------------------------------------------------
+
+Value* v_leaf(Em& e, int i, Ctx& c) {
+    const Node& n = e.P.g[i];
+    switch (n.op) {
+    case Op::constant: return e.cf(n.value);
+    case Op::row_length: return e.Kf;
+    case Op::input: {
+        const int slot = e.slot_of[static_cast<std::size_t>(i)];
+        if (slot < 0) throw error("codegen: input '" + std::string(n.name.view()) + "' has no slot");
+        if (n.kind == InputKind::label) return e.B.CreateSIToFP(e.label_val[static_cast<std::size_t>(i)], e.F);
+        if (n.shape == Shape::scalar) return e.load_one(slot, ConstantInt::get(e.I64, 0));
+        if (c.mode == Ctx::lanes) return e.load_lanes(slot, c);
+        return e.load_one(slot, c.index);
+    }
+    default: throw error("codegen: a pattern wildcard cannot be compiled");
+    }
+}
+
+Value* v_elementwise(Em& e, int i, Ctx& c) {
+    const Node& n = e.P.g[i];
+    Value* a = e.V(n.a, c);
+    Value* b = n.b >= 0 ? e.V(n.b, c) : nullptr;
+    return table()[static_cast<std::size_t>(n.op)].math(e, i, a, b);
+}
+
+Value* v_softmax(Em& e, int i, Ctx& c) {
+    const Node& n = e.P.g[i];
+    Value* lse = e.S(e.P.lse_of[static_cast<std::size_t>(i)]);
+    Value* x = e.B.CreateFSub(e.V(n.a, c), c.mode == Ctx::lanes ? e.splat(lse) : lse);
+    return n.op == Op::softmax ? emit_exp(e.B, x) : x;
+}
+
+Value* v_onehot(Em& e, int i, Ctx& c) {
+    const Node& n = e.P.g[i];
+    Value* y = e.label_index(n.a);
+    if (c.mode == Ctx::gather) return e.B.CreateSelect(e.B.CreateICmpEQ(c.index, y), e.cf(1.0), e.cf(0.0));
+    std::vector<Constant*> iota;
+    for (int l = 0; l < e.VW; ++l) iota.push_back(ConstantInt::get(e.I32, static_cast<std::uint64_t>(l)));
+    Value* lanes = e.B.CreateAdd(e.splat(e.B.CreateTrunc(c.index, e.I32)), ConstantVector::get(iota));
+    Value* hit = e.B.CreateICmpEQ(lanes, e.splat(e.B.CreateTrunc(y, e.I32)));
+    return e.B.CreateSelect(hit, ConstantFP::get(e.VF, 1.0), ConstantFP::get(e.VF, 0.0));
+}
+
+// Reductions seen as values: the result of their pass, a gather, or a fold over a scalar.
+Value* v_reduction(Em& e, int i, Ctx&) {
+    const Node& n = e.P.g[i];
+    if (Value* r = e.reduced[static_cast<std::size_t>(i)]) return r;
+    auto& B = e.B;
+    if (n.op == Op::at) return e.gather(n.a, e.label_index(n.b));
+    if (e.vec(n.a) || e.vec(n.b)) throw error("codegen: reduction %" + std::to_string(i) + " used before its pass");
+    Value* a = e.S(n.a);
+    switch (n.op) {
+    case Op::sum: return B.CreateFMul(e.Kf, a);                          // sum(s) = K s
+    case Op::mean: return a;                                             // mean(s) = s
+    case Op::dot: return B.CreateFMul(e.Kf, e.mul0(a, e.S(n.b), n.a, n.b));  // dot(s, t) = K s t
+    case Op::logsumexp: return B.CreateFAdd(a, emit_log(B, e.Kf));      // s + log K
+    case Op::amax: return a;
+    default: throw error("codegen: unknown reduction");
+    }
+}
+
+Value* m_pow(Em& e, int i, Value* a, Value* b) {
+    auto& B = e.B;
+    const Node& n = e.P.g[i];
+    Type* t = a->getType();
+    auto one = [&] { return ConstantFP::get(t, 1.0); };
+    if (e.P.g[n.b].op == Op::constant) {
+        const double p = e.P.g[n.b].value;
+        auto ipow = [&](Value* x, long k) {
+            Value* r = nullptr;
+            Value* sq = x;
+            while (k > 0) {
+                if (k & 1) r = r ? B.CreateFMul(r, sq) : sq;
+                k >>= 1;
+                if (k) sq = B.CreateFMul(sq, sq);
+            }
+            return r ? r : one();
+        };
+        if (p == std::floor(p) && std::fabs(p) <= 64) {
+            Value* r = ipow(a, static_cast<long>(std::fabs(p)));
+            return p < 0 ? B.CreateFDiv(one(), r) : r;
+        }
+        if (p * 2 == std::floor(p * 2) && std::fabs(p) <= 64) {  // half-integer: a^k sqrt(a)
+            Value* s = B.CreateUnaryIntrinsic(Intrinsic::sqrt, a);
+            Value* r = B.CreateFMul(ipow(a, static_cast<long>(std::floor(std::fabs(p)))), s);
+            return p < 0 ? B.CreateFDiv(one(), r) : r;
+        }
+    }
+    // general: exp(b log|a|), signed for negative a and integer b
+    Value* r = emit_exp(B, B.CreateFMul(b, emit_log(B, B.CreateUnaryIntrinsic(Intrinsic::fabs, a))));
+    Value* fl = B.CreateUnaryIntrinsic(Intrinsic::floor, b);
+    Value* isint = B.CreateFCmpOEQ(fl, b);
+    Value* half = B.CreateFMul(b, ConstantFP::get(t, 0.5));
+    Value* odd = B.CreateAnd(isint, B.CreateFCmpONE(B.CreateUnaryIntrinsic(Intrinsic::floor, half), half));
+    Value* neg = B.CreateSelect(isint, B.CreateSelect(odd, B.CreateFNeg(r), r), ConstantFP::getNaN(t));
+    r = B.CreateSelect(B.CreateFCmpOLT(a, ConstantFP::get(t, 0.0)), neg, r);
+    r = B.CreateSelect(B.CreateFCmpOEQ(b, ConstantFP::get(t, 0.0)), one(), r);
+    return B.CreateSelect(B.CreateFCmpOEQ(a, one()), one(), r);
+}
+
+Value* m_minmax(Em& e, int i, Value* a, Value* b) {
+    auto& B = e.B;
+    Value* pick = e.P.g[i].op == Op::min ? B.CreateFCmpOLT(a, b) : B.CreateFCmpOGT(a, b);
+    Value* r = B.CreateSelect(pick, a, b);           // b when b is NaN
+    return B.CreateSelect(B.CreateFCmpUNO(a, a), a, r);  // a when a is NaN
+}
+
+const std::array<OpEmitter, op_count>& table() {
+    static const std::array<OpEmitter, op_count> t = [] {
+        std::array<OpEmitter, op_count> x{};
+        auto set = [&](Op o, ValueFn v, MathFn m = nullptr) { x[static_cast<std::size_t>(o)] = OpEmitter{v, m}; };
+        set(Op::constant, v_leaf);
+        set(Op::input, v_leaf);
+        set(Op::row_length, v_leaf);
+        // Op::wildcard: patterns only, never compiled
+        set(Op::neg, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return e.B.CreateFNeg(a); });
+        set(Op::exp, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return emit_exp(e.B, a); });
+        set(Op::log, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return emit_log(e.B, a); });
+        set(Op::log1p, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return emit_log1p(e.B, a); });
+        set(Op::expm1, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return emit_expm1(e.B, a); });
+        set(Op::sqrt, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return e.B.CreateUnaryIntrinsic(Intrinsic::sqrt, a); });
+        set(Op::tanh, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return emit_tanh(e.B, a); });
+        set(Op::sigmoid, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return emit_sigmoid(e.B, a); });
+        set(Op::softplus, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return emit_softplus(e.B, a); });
+        set(Op::abs, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return e.B.CreateUnaryIntrinsic(Intrinsic::fabs, a); });
+        set(Op::sign, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* {
+            Type* t = a->getType();
+            Value* z = ConstantFP::get(t, 0.0);
+            return e.B.CreateSelect(e.B.CreateFCmpOGT(a, z), ConstantFP::get(t, 1.0),
+                                    e.B.CreateSelect(e.B.CreateFCmpOLT(a, z), ConstantFP::get(t, -1.0), a));
+        });
+        set(Op::step, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* {
+            Type* t = a->getType();
+            Value* z = ConstantFP::get(t, 0.0);
+            return e.B.CreateSelect(e.B.CreateFCmpOGE(a, z), ConstantFP::get(t, 1.0),
+                                    e.B.CreateSelect(e.B.CreateFCmpOLT(a, z), z, a));
+        });
+        set(Op::add, v_elementwise, [](Em& e, int, Value* a, Value* b) -> Value* { return e.B.CreateFAdd(a, b); });
+        set(Op::sub, v_elementwise, [](Em& e, int, Value* a, Value* b) -> Value* { return e.B.CreateFSub(a, b); });
+        set(Op::mul, v_elementwise, [](Em& e, int i, Value* a, Value* b) -> Value* { return e.mul0(a, b, e.P.g[i].a, e.P.g[i].b); });
+        set(Op::div, v_elementwise, [](Em& e, int, Value* a, Value* b) -> Value* { return e.B.CreateFDiv(a, b); });
+        set(Op::pow, v_elementwise, m_pow);
+        set(Op::min, v_elementwise, m_minmax);
+        set(Op::max, v_elementwise, m_minmax);
+        set(Op::softmax, v_softmax);
+        set(Op::log_softmax, v_softmax);
+        set(Op::onehot, v_onehot);
+        for (Op o : {Op::sum, Op::mean, Op::dot, Op::logsumexp, Op::amax, Op::at}) set(o, v_reduction);
+        return x;
+    }();
+    return t;
+}
+
+}  // namespace
+
+bool has_emitter(Op op) {
+    const OpEmitter& x = table()[static_cast<std::size_t>(op)];
+    if (x.value == nullptr) return false;
+    return info(op).cls != OpClass::elementwise || x.math != nullptr;
+}
+
+}  // namespace lossjit::jit

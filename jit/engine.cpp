@@ -1,0 +1,332 @@
+// The engine: the only translation unit with ORC, the pass builder and the target machine.
+#include "engine.hpp"
+
+#include <llvm/ADT/SmallString.h>
+#include <llvm/ExecutionEngine/ObjectCache.h>
+#include <llvm/ExecutionEngine/Orc/CompileUtils.h>
+#include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
+#include <llvm/ExecutionEngine/Orc/IRTransformLayer.h>
+#include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
+#include <llvm/ExecutionEngine/Orc/LLJIT.h>
+#include <llvm/ExecutionEngine/Orc/ThreadSafeModule.h>
+#include <llvm/IR/LegacyPassManager.h>
+#include <llvm/MC/MCSubtargetInfo.h>
+#include <llvm/MC/TargetRegistry.h>
+#include <llvm/Passes/PassBuilder.h>
+#include <llvm/Support/MemoryBuffer.h>
+#include <llvm/Support/TargetSelect.h>
+#include <llvm/Support/raw_ostream.h>
+#include <llvm/Target/TargetMachine.h>
+#include <llvm/TargetParser/Host.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <mutex>
+#include <sstream>
+#include <unordered_map>
+
+#include "codegen.hpp"
+#include "disk_cache.hpp"
+
+namespace lossjit::jit {
+namespace {
+
+using namespace llvm;
+using namespace llvm::orc;
+
+std::string message(Error e) { return toString(std::move(e)); }
+
+// LOSSJIT_TIMING=1: where compile time goes, to stderr.
+bool timing() {
+    static const bool on = std::getenv("LOSSJIT_TIMING") != nullptr;
+    return on;
+}
+
+template <class T> T check(Expected<T> v, const char* what) {
+    if (!v) throw error(std::string(what) + ": " + message(v.takeError()));
+    return std::move(*v);
+}
+JITDylib& check(Expected<JITDylib&> v, const char* what) {
+    if (!v) throw error(std::string(what) + ": " + message(v.takeError()));
+    return *v;
+}
+
+void init_llvm() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        InitializeNativeTarget();
+        InitializeNativeTargetAsmPrinter();
+        InitializeNativeTargetAsmParser();
+    });
+}
+
+JITTargetMachineBuilder host_jtmb() {
+    init_llvm();
+    JITTargetMachineBuilder jtmb = check(JITTargetMachineBuilder::detectHost(), "detecting the host CPU");
+    if (const char* cpu = std::getenv("LOSSJIT_CPU"); cpu && *cpu) {
+        jtmb.setCPU(cpu);
+        jtmb.getFeatures() = SubtargetFeatures();
+    }
+    jtmb.setCodeGenOptLevel(CodeGenOptLevel::Aggressive);
+    return jtmb;
+}
+
+Target detect() {
+    JITTargetMachineBuilder jtmb = host_jtmb();
+    Target t;
+    t.cpu = jtmb.getCPU();
+    t.features = jtmb.getFeatures().getString();
+    auto has = [&](const char* f) {
+        // with a CPU override and no feature string, ask the CPU's defaults through a TM
+        return t.features.find(std::string("+") + f) != std::string::npos;
+    };
+    if (t.features.empty()) {
+        auto tm = check(jtmb.createTargetMachine(), "creating a target machine");
+        const MCSubtargetInfo* sti = tm->getMCSubtargetInfo();
+        auto feat = [&](const char* f) { return sti->checkFeatures(std::string("+") + f); };
+        t.vector_bits = feat("avx512f") ? 512 : feat("avx") ? 256 : 128;
+        t.masked_memory = feat("avx");
+    } else {
+        t.vector_bits = has("avx512f") ? 512 : has("avx") ? 256 : 128;
+        t.masked_memory = has("avx");
+    }
+    if (const char* vb = std::getenv("LOSSJIT_VECTOR_BITS"); vb && *vb) {
+        const int b = std::atoi(vb);
+        if (b == 128 || b == 256 || b == 512) t.vector_bits = std::min(t.vector_bits, b);
+    }
+    const long l1 = sysconf(_SC_LEVEL1_DCACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (l1 > 0) t.l1_bytes = static_cast<std::size_t>(l1);
+    if (l2 > 0) t.l2_bytes = static_cast<std::size_t>(l2);
+    return t;
+}
+
+// The O3 (or other level) pipeline of the new pass manager.
+void optimize(Module& m, TargetMachine* tm, int level) {
+    if (level <= 0) return;
+    LoopAnalysisManager lam;
+    FunctionAnalysisManager fam;
+    CGSCCAnalysisManager cgam;
+    ModuleAnalysisManager mam;
+    // The IR arrives vectorized, unrolled and with masked tails: LLVM's loop vectorizer, SLP
+    // vectorizer and loop unroller have nothing to add and would only copy code (JIT latency).
+    PipelineTuningOptions pto;
+    pto.LoopUnrolling = false;
+    pto.LoopInterleaving = false;
+    pto.LoopVectorization = false;
+    pto.SLPVectorization = false;
+    PassBuilder pb(tm, pto);
+    pb.registerModuleAnalyses(mam);
+    pb.registerCGSCCAnalyses(cgam);
+    pb.registerFunctionAnalyses(fam);
+    pb.registerLoopAnalyses(lam);
+    pb.crossRegisterProxies(lam, fam, cgam, mam);
+    const OptimizationLevel ol = level == 1 ? OptimizationLevel::O1 : level == 2 ? OptimizationLevel::O2 : OptimizationLevel::O3;
+    ModulePassManager mpm = pb.buildPerModuleDefaultPipeline(ol);
+    mpm.run(m, mam);
+}
+
+int opt_level_of(const Module& m) {
+    if (auto* md = mdconst::extract_or_null<ConstantInt>(m.getModuleFlag("lossjit.opt"))) return static_cast<int>(md->getZExtValue());
+    return 3;
+}
+
+TargetMachine& thread_tm() {
+    thread_local std::unique_ptr<TargetMachine> tm;
+    if (!tm) tm = check(host_jtmb().createTargetMachine(), "creating a target machine");
+    return *tm;
+}
+
+// Writes compiled objects to the disk cache; never supplies them (reads bypass the compiler).
+class DiskWriter : public ObjectCache {
+public:
+    void expect(const std::string& id, const std::string& key, const std::string& dir) {
+        std::lock_guard<std::mutex> l(mu_);
+        pending_[id] = {key, dir};
+    }
+    void notifyObjectCompiled(const Module* m, MemoryBufferRef obj) override {
+        std::pair<std::string, std::string> kd;
+        {
+            std::lock_guard<std::mutex> l(mu_);
+            auto it = pending_.find(m->getModuleIdentifier());
+            if (it == pending_.end()) return;
+            kd = std::move(it->second);
+            pending_.erase(it);
+        }
+        if (disk_write(kd.second, kd.first, std::string_view(obj.getBufferStart(), obj.getBufferSize()))) ++writes;
+    }
+    std::unique_ptr<MemoryBuffer> getObject(const Module*) override { return nullptr; }
+    std::atomic<unsigned long long> writes{0}, hits{0}, rejected{0};
+
+private:
+    std::mutex mu_;
+    std::unordered_map<std::string, std::pair<std::string, std::string>> pending_;
+};
+
+// The IR compiler: like ConcurrentIRCompiler (safe from many threads at once), but with one
+// TargetMachine per thread, reused, instead of a new one per module (JIT latency).
+class ThreadCompiler : public IRCompileLayer::IRCompiler {
+public:
+    ThreadCompiler(JITTargetMachineBuilder b, ObjectCache* c)
+        : IRCompiler(irManglingOptionsFromTargetOptions(b.getOptions())), cache_(c) {}
+    Expected<std::unique_ptr<MemoryBuffer>> operator()(Module& m) override {
+        const auto t0 = std::chrono::steady_clock::now();
+        SimpleCompiler compile(thread_tm(), cache_);
+        auto r = compile(m);
+        if (timing())
+            fprintf(stderr, "codegen %.2f ms\n", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        return r;
+    }
+
+private:
+    ObjectCache* cache_;
+};
+
+struct Jit {
+    std::unique_ptr<LLJIT> lljit;
+    DiskWriter disk;
+    std::atomic<unsigned long long> counter{0};
+};
+
+Jit& the_jit() {
+    static Jit* jit = [] {
+        auto* j = new Jit;  // lives for the process: kernels may run until exit
+        JITTargetMachineBuilder jtmb = host_jtmb();
+        DiskWriter* dw = &j->disk;
+        auto built = LLJITBuilder()
+                         .setJITTargetMachineBuilder(jtmb)
+                         .setCompileFunctionCreator([dw](JITTargetMachineBuilder b) -> Expected<std::unique_ptr<IRCompileLayer::IRCompiler>> {
+                             return std::make_unique<ThreadCompiler>(std::move(b), dw);
+                         })
+                         .create();
+        if (!built) {
+            const std::string msg = message(built.takeError());
+            delete j;
+            throw error("creating the LLVM JIT: " + msg);
+        }
+        j->lljit = std::move(*built);
+        j->lljit->getIRTransformLayer().setTransform([](ThreadSafeModule tsm, MaterializationResponsibility&) -> Expected<ThreadSafeModule> {
+            tsm.withModuleDo([](Module& m) {
+                const auto t0 = std::chrono::steady_clock::now();
+                optimize(m, &thread_tm(), opt_level_of(m));
+                if (timing())
+                    fprintf(stderr, "optimize %.2f ms\n", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+            });
+            return tsm;
+        });
+        return j;
+    }();
+    return *jit;
+}
+
+std::unique_ptr<Module> module_for(LLVMContext& ctx, const Plan& p, const std::string& id) {
+    auto m = emit_module(ctx, p, host(), "lossjit_kernel");
+    m->setModuleIdentifier(id);
+    m->addModuleFlag(Module::Warning, "lossjit.opt", static_cast<uint32_t>(p.opt_level));
+    TargetMachine& tm = thread_tm();
+    m->setDataLayout(tm.createDataLayout());
+    m->setTargetTriple(tm.getTargetTriple().str());
+    return m;
+}
+
+}  // namespace
+
+const Target& host() {
+    static const Target t = detect();
+    return t;
+}
+
+std::string cache_key(const Plan& p) {
+    std::ostringstream os;
+    const Target& t = host();
+    os << "lossjit kernel v1; llvm " << LLVM_VERSION_STRING << "; cpu " << t.cpu << "; features " << t.features << "; bits "
+       << t.vector_bits << "\n";
+    os << to_string(p) << graph_text(p.g);
+    os << "K " << p.K << " block " << p.block << " lse " << static_cast<int>(p.lse) << " opt " << p.opt_level << " unroll " << p.unroll
+       << " vw " << p.vector_width << "\n";
+    return os.str();
+}
+
+Compiled build(const Plan& p, const std::string& key, const std::string& disk_dir) {
+    const auto t0 = std::chrono::steady_clock::now();
+    Jit& J = the_jit();
+    if (timing())
+        fprintf(stderr, "the_jit %.2f ms\n", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    LLJIT& lj = *J.lljit;
+    Compiled out;
+    const std::string id = "lossjit_k" + std::to_string(J.counter++);
+    JITDylib& jd = check(lj.createJITDylib(id), "creating a JITDylib");
+    if (JITDylib* ps = lj.getProcessSymbolsJITDylib().get()) jd.addToLinkOrder(*ps);
+    ExecutionSession* es = &lj.getExecutionSession();
+    out.holder = std::shared_ptr<void>(&jd, [es](void* d) { consumeError(es->removeJITDylib(*static_cast<JITDylib*>(d))); });
+
+    bool loaded = false;
+    if (!disk_dir.empty()) {
+        std::string obj;
+        switch (disk_read(disk_dir, key, obj)) {
+        case DiskRead::hit: {
+            if (Error e = lj.addObjectFile(jd, MemoryBuffer::getMemBufferCopy(obj, id))) {
+                consumeError(std::move(e));
+                ++J.disk.rejected;
+            } else {
+                loaded = true;
+                ++J.disk.hits;
+            }
+            break;
+        }
+        case DiskRead::rejected: ++J.disk.rejected; break;
+        case DiskRead::missing: break;
+        }
+    }
+    if (!loaded) {
+        auto ctx = std::make_unique<LLVMContext>();
+        const auto tg = std::chrono::steady_clock::now();
+        auto m = module_for(*ctx, p, id);
+        if (timing())
+            fprintf(stderr, "jit setup %.2f ms, emit IR %.2f ms\n", std::chrono::duration<double, std::milli>(tg - t0).count(),
+                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - tg).count());
+        if (!disk_dir.empty()) J.disk.expect(id, key, disk_dir);
+        if (Error e = lj.addIRModule(jd, ThreadSafeModule(std::move(m), std::move(ctx))))
+            throw error("adding the kernel to the JIT: " + message(std::move(e)));
+    }
+    const auto tl = std::chrono::steady_clock::now();
+    ExecutorAddr addr = check(lj.lookup(jd, "lossjit_kernel"), "compiling the kernel");
+    if (timing())
+        fprintf(stderr, "lookup (opt + codegen + link) %.2f ms\n", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - tl).count());
+    out.fn = addr.toPtr<KernelFn>();
+    out.from_disk = loaded;
+    out.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    return out;
+}
+
+std::string ir_text(const Plan& p, bool optimized) {
+    LLVMContext ctx;
+    auto m = module_for(ctx, p, "lossjit_inspect");
+    if (optimized) optimize(*m, &thread_tm(), p.opt_level);
+    std::string s;
+    raw_string_ostream os(s);
+    m->print(os, nullptr);
+    return os.str();
+}
+
+std::string asm_text(const Plan& p) {
+    LLVMContext ctx;
+    auto m = module_for(ctx, p, "lossjit_inspect");
+    TargetMachine& tm = thread_tm();
+    optimize(*m, &tm, p.opt_level);
+    SmallString<0> buf;
+    raw_svector_ostream os(buf);
+    legacy::PassManager pm;
+    if (tm.addPassesToEmitFile(pm, os, nullptr, CodeGenFileType::AssemblyFile))
+        throw error("the target cannot print assembly");
+    pm.run(*m);
+    return std::string(buf.str());
+}
+
+DiskCounters disk_counters() {
+    Jit& J = the_jit();
+    return DiskCounters{J.disk.hits.load(), J.disk.writes.load(), J.disk.rejected.load()};
+}
+
+}  // namespace lossjit::jit

@@ -1,0 +1,304 @@
+#include "schedule.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+
+namespace lossjit::jit {
+namespace {
+
+std::string number(double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.17g", v);
+    std::string s = buf;
+    // shortest form that reads back the same
+    for (int prec = 1; prec < 17; ++prec) {
+        std::snprintf(buf, sizeof buf, "%.*g", prec, v);
+        if (std::strtod(buf, nullptr) == v) return buf;
+    }
+    return s;
+}
+
+bool is_floating(DType d) { return d == DType::f32 || d == DType::f64 || d == DType::bf16; }
+
+DType override_or(const CompileOptions& o, std::string_view name, DType fallback) {
+    for (auto& [n, d] : o.dtypes)
+        if (n == name) return d;
+    return fallback;
+}
+
+}  // namespace
+
+std::string node_text(const Graph& g, int i) {
+    const Node& n = g[i];
+    const OpInfo& d = info(n.op);
+    switch (d.cls) {
+    case OpClass::leaf:
+        if (n.op == Op::constant) return number(n.value);
+        if (n.op == Op::row_length) return "K";
+        return std::string(n.name.view());
+    default: break;
+    }
+    auto arg = [&](int j, int prec) {
+        std::string s = node_text(g, j);
+        const Node& m = g[j];
+        const OpInfo& md = info(m.op);
+        if (md.notation != Notation::call && md.prec < prec) s = "(" + s + ")";
+        return s;
+    };
+    if (d.notation == Notation::prefix) return std::string(d.symbol) + arg(n.a, d.prec + 1);
+    if (d.notation == Notation::infix)
+        return arg(n.a, d.prec) + " " + std::string(d.symbol) + " " + arg(n.b, d.prec + 1);
+    std::string s = std::string(d.name) + "(" + node_text(g, n.a);
+    if (n.b >= 0) s += ", " + node_text(g, n.b);
+    return s + ")";
+}
+
+std::string graph_text(const Graph& g) {
+    std::ostringstream os;
+    for (int i = 0; i < g.size(); ++i) {
+        const Node& n = g[i];
+        const OpInfo& d = info(n.op);
+        os << "  %" << i << " = ";
+        if (n.op == Op::input) os << "input " << to_string(n.kind) << " '" << n.name.view() << "'";
+        else if (n.op == Op::constant) os << number(n.value);
+        else if (n.op == Op::row_length) os << "K";
+        else {
+            os << d.name << "(%" << n.a;
+            if (n.b >= 0) os << ", %" << n.b;
+            os << ")";
+        }
+        os << (n.shape == Shape::vector ? "  : vector\n" : "  : scalar\n");
+    }
+    for (const Output& o : g.outputs()) os << "  output " << o.name.view() << " = %" << o.root << "\n";
+    return os.str();
+}
+
+Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
+    Plan p;
+    if (in.outputs().empty()) throw error("compile: the graph has no outputs");
+    if (o.dtype != DType::f32 && o.dtype != DType::f64 && o.dtype != DType::bf16)
+        throw error("compile: dtype must be f32, f64 or bf16, not " + std::string(to_string(o.dtype)));
+    if (o.label_dtype != DType::i32 && o.label_dtype != DType::i64)
+        throw error("compile: label_dtype must be i32 or i64");
+    if (o.row_length > 0x7fffffffu) throw error("compile: row_length " + std::to_string(o.row_length) + " is too large");
+    const Graph c = compact(in);
+
+    // Rebuild with params as constants.
+    std::vector<int> map(static_cast<std::size_t>(c.size()), -1);
+    std::vector<bool> used_param(o.params.size(), false);
+    for (int i = 0; i < c.size(); ++i) {
+        Node n = c[i];
+        if (n.op == Op::wildcard) throw error("compile: the graph contains a pattern wildcard");
+        if (n.op == Op::input && n.kind == InputKind::param) {
+            bool found = false;
+            for (std::size_t j = 0; j < o.params.size(); ++j)
+                if (o.params[j].first == n.name.view()) {
+                    map[static_cast<std::size_t>(i)] = p.g.constant(o.params[j].second);
+                    used_param[j] = found = true;
+                }
+            if (!found) throw error("compile: no value given for param '" + std::string(n.name.view()) + "'");
+            continue;
+        }
+        if (n.a >= 0) n.a = map[static_cast<std::size_t>(n.a)];
+        if (n.b >= 0) n.b = map[static_cast<std::size_t>(n.b)];
+        map[static_cast<std::size_t>(i)] = p.g.add(n);
+    }
+    for (std::size_t j = 0; j < o.params.size(); ++j)
+        if (!used_param[j]) throw error("compile: the graph has no param named '" + o.params[j].first + "'");
+    for (const Output& out : c.outputs()) p.g.add_output(out.name.view(), map[static_cast<std::size_t>(out.root)]);
+
+    // softmax / log_softmax need logsumexp of their argument: add it (shared if present).
+    const int n0 = p.g.size();
+    p.lse_of.assign(static_cast<std::size_t>(n0), -1);
+    for (int i = 0; i < n0; ++i) {
+        const Node n = p.g[i];
+        if (n.op == Op::softmax || n.op == Op::log_softmax) p.lse_of[static_cast<std::size_t>(i)] = p.g.apply(Op::logsumexp, n.a);
+    }
+    const int N = p.g.size();
+    p.lse_of.resize(static_cast<std::size_t>(N), -1);
+
+    // Depths. Nodes appended above depend only on earlier nodes, but softmax nodes refer to
+    // their (possibly later) logsumexp: compute those first by recursion.
+    p.depth.assign(static_cast<std::size_t>(N), -1);
+    p.vector_node.assign(static_cast<std::size_t>(N), false);
+    for (int i = 0; i < N; ++i) p.vector_node[static_cast<std::size_t>(i)] = p.g[i].shape == Shape::vector;
+    auto vec = [&](int i) { return i >= 0 && p.vector_node[static_cast<std::size_t>(i)]; };
+    std::vector<int> pass_of(static_cast<std::size_t>(N), -1);
+    auto depth_of = [&](auto& self, int i) -> int {
+        int& d = p.depth[static_cast<std::size_t>(i)];
+        if (d >= 0) return d;
+        const Node& n = p.g[i];
+        const int da = n.a >= 0 ? self(self, n.a) : 0;
+        const int db = n.b >= 0 ? self(self, n.b) : 0;
+        switch (info(n.op).cls) {
+        case OpClass::leaf: d = 0; break;
+        case OpClass::elementwise: d = std::max(da, db); break;
+        case OpClass::vector_map:
+            d = n.op == Op::onehot ? da : self(self, p.lse_of[static_cast<std::size_t>(i)]);
+            break;
+        case OpClass::reduction:
+            if (n.op == Op::at || (!vec(n.a) && !vec(n.b))) d = std::max(da, db);  // gather or fold
+            else {
+                pass_of[static_cast<std::size_t>(i)] = std::max(da, db);
+                d = pass_of[static_cast<std::size_t>(i)] + 1;
+            }
+            break;
+        }
+        return d;
+    };
+    for (int i = 0; i < N; ++i) depth_of(depth_of, i);
+
+    // Only reductions reachable from outputs (the appended logsumexps are, through softmax).
+    std::vector<bool> live(static_cast<std::size_t>(N), false);
+    auto mark = [&](auto& self, int i) -> void {
+        if (i < 0 || live[static_cast<std::size_t>(i)]) return;
+        live[static_cast<std::size_t>(i)] = true;
+        self(self, p.g[i].a);
+        self(self, p.g[i].b);
+        self(self, p.lse_of[static_cast<std::size_t>(i)]);
+    };
+    for (const Output& out : p.g.outputs()) mark(mark, out.root);
+
+    int passes = 0;
+    for (int i = 0; i < N; ++i)
+        if (live[static_cast<std::size_t>(i)] && pass_of[static_cast<std::size_t>(i)] >= 0)
+            passes = std::max(passes, pass_of[static_cast<std::size_t>(i)] + 1);
+    bool any_vector_output = false;
+    for (const Output& out : p.g.outputs())
+        if (vec(out.root)) {
+            any_vector_output = true;
+            passes = std::max(passes, p.depth[static_cast<std::size_t>(out.root)] + 1);
+        }
+    p.passes.resize(static_cast<std::size_t>(passes));
+    for (int i = 0; i < N; ++i)
+        if (live[static_cast<std::size_t>(i)] && pass_of[static_cast<std::size_t>(i)] >= 0)
+            p.passes[static_cast<std::size_t>(pass_of[static_cast<std::size_t>(i)])].reductions.push_back(i);
+    if (any_vector_output)
+        for (std::size_t j = 0; j < p.g.outputs().size(); ++j)
+            if (vec(p.g.outputs()[j].root)) p.passes.back().writes.push_back(static_cast<int>(j));
+
+    // Slots: inputs (in graph order), then outputs.
+    p.compute = o.dtype == DType::f64 ? DType::f64 : DType::f32;
+    for (int i = 0; i < N; ++i) {
+        const Node& n = p.g[i];
+        if (n.op != Op::input || !live[static_cast<std::size_t>(i)]) continue;
+        Slot s;
+        s.name = std::string(n.name.view());
+        s.kind = n.kind;
+        s.vector = n.shape == Shape::vector;
+        s.dtype = n.kind == InputKind::label ? override_or(o, s.name, o.label_dtype)
+                  : s.vector                 ? override_or(o, s.name, o.dtype)
+                                             : override_or(o, s.name, p.compute);
+        if (n.kind == InputKind::label ? is_floating(s.dtype) : !is_floating(s.dtype))
+            throw error("compile: input '" + s.name + "' cannot have dtype " + std::string(to_string(s.dtype)));
+        p.slots.push_back(s);
+        p.slot_node.push_back(i);
+    }
+    for (const Output& out : p.g.outputs()) {
+        Slot s;
+        s.name = std::string(out.name.view());
+        for (const Slot& x : p.slots)
+            if (x.name == s.name) throw error("compile: output '" + s.name + "' has the name of an input or another output");
+        s.output = true;
+        s.vector = vec(out.root);
+        s.kind = s.vector ? InputKind::logits : InputKind::scalar;
+        s.dtype = override_or(o, s.name, s.vector ? o.dtype : p.compute);
+        if (!is_floating(s.dtype)) throw error("compile: output '" + s.name + "' cannot have dtype " + std::string(to_string(s.dtype)));
+        p.slots.push_back(s);
+        p.slot_node.push_back(out.root);
+    }
+    for (auto& [n, d] : o.dtypes) {
+        bool found = false;
+        for (const Slot& s : p.slots) found = found || s.name == n;
+        if (!found) throw error("compile: dtype given for '" + n + "', which the graph does not have");
+    }
+
+    p.K = o.row_length;
+    p.label_dtype = o.label_dtype;
+    p.opt_level = std::clamp(o.opt_level, 0, 3);
+    const int elem = p.compute == DType::f64 ? 8 : 4;
+    p.vector_width = std::max(2, t.vector_bits / (8 * elem));
+    p.unroll = o.unroll > 0 ? std::min(o.unroll, 8) : 1;
+    p.masked_loop = false;  // measured 2.5x slower on Zen 5 (masked stores): off
+    std::size_t in_bytes = 0;  // bytes read per element of the row
+    for (const Slot& s : p.slots)
+        if (!s.output && s.vector) in_bytes += size_of(s.dtype);
+    in_bytes = std::max<std::size_t>(in_bytes, 2);
+    const std::size_t step = static_cast<std::size_t>(p.vector_width * p.unroll);
+    p.block = o.block > 0 ? o.block : t.l1_bytes / 2 / in_bytes;
+    p.block = std::max(step, p.block / step * step);
+    switch (o.lse) {
+    case CompileOptions::Lse::online: p.lse = LseMode::online; break;
+    case CompileOptions::Lse::two_pass: p.lse = LseMode::two_pass; break;
+    case CompileOptions::Lse::automatic:
+        // Rows up to a block: two passes over a row that stays in L1 (max, then sum). Longer or
+        // unknown rows: one online pass (running max with rescaling), one read per element.
+        p.lse = p.K != 0 && p.K <= p.block ? LseMode::two_pass : LseMode::online;
+        break;
+    }
+    return p;
+}
+
+std::string to_string(const Plan& p) {
+    std::ostringstream os;
+    const Graph& g = p.g;
+    os << "row program: " << p.passes.size() << (p.passes.size() == 1 ? " pass" : " passes") << " over a row of K = "
+       << (p.K ? std::to_string(p.K) : std::string("(generic)")) << ", " << to_string(p.compute) << " math, "
+       << p.vector_width << " lanes x unroll " << p.unroll << "\n";
+    os << "arguments:";
+    for (const Slot& s : p.slots)
+        os << " " << (s.output ? "out " : "") << s.name << ":" << (s.vector ? "row " : "") << to_string(s.dtype);
+    os << "\n";
+    std::vector<bool> shown(static_cast<std::size_t>(g.size()), false);
+    auto stage = [&](int d) {
+        // scalar nodes known at this depth that are not leaves
+        std::ostringstream ss;
+        for (int i = 0; i < g.size(); ++i) {
+            const Node& n = g[i];
+            if (shown[static_cast<std::size_t>(i)] || p.vector_node[static_cast<std::size_t>(i)] || p.depth[static_cast<std::size_t>(i)] > d ||
+                info(n.op).cls == OpClass::leaf)
+                continue;
+            if (is_reduction(n.op) && n.op != Op::at && (p.vector_node[static_cast<std::size_t>(n.a)] || (n.b >= 0 && p.vector_node[static_cast<std::size_t>(n.b)])))
+                continue;  // accumulated in a pass
+            bool used = false;  // skip scalars nobody reads
+            for (int j = 0; j < g.size() && !used; ++j) used = g[j].a == i || g[j].b == i;
+            for (const Output& o : g.outputs()) used = used || o.root == i;
+            if (!used) continue;
+            shown[static_cast<std::size_t>(i)] = true;
+            ss << "    %" << i << " = " << node_text(g, i);
+            if (n.op == Op::at) ss << "   (gather: one element, no pass)";
+            ss << "\n";
+        }
+        if (!ss.str().empty()) os << "  scalars:\n" << ss.str();
+    };
+    for (std::size_t k = 0; k < p.passes.size(); ++k) {
+        stage(static_cast<int>(k));
+        const Pass& ps = p.passes[k];
+        os << "  pass " << k << (k + 1 == p.passes.size() ? " (last)" : "") << ":\n";
+        bool two = false;
+        for (int r : ps.reductions) two = two || (g[r].op == Op::logsumexp && p.lse == LseMode::two_pass);
+        if (two) {
+            const bool whole = p.K != 0 && p.K <= p.block;
+            os << "    "
+               << (whole ? "whole row in cache: a max loop, then the main loop"
+                         : "in blocks of " + std::to_string(p.block) + " elements: per block a max loop, then the main loop, merged by rescaling")
+               << "\n";
+        }
+        for (int r : ps.reductions) {
+            os << "    reduce %" << r << " = " << node_text(g, r);
+            if (g[r].op == Op::logsumexp) os << (p.lse == LseMode::online ? "   [online: running max with rescaling]" : "   [max, then sum of exp(x - max)]");
+            os << "\n";
+        }
+        for (int w : ps.writes)
+            os << "    write " << g.outputs()[static_cast<std::size_t>(w)].name.view() << " = "
+               << node_text(g, g.outputs()[static_cast<std::size_t>(w)].root) << "\n";
+    }
+    stage(1 << 20);
+    for (const Output& o : g.outputs())
+        if (!p.vector_node[static_cast<std::size_t>(o.root)]) os << "  output " << o.name.view() << " = %" << o.root << " (per row, summed over rows)\n";
+    return os.str();
+}
+
+}  // namespace lossjit::jit

@@ -1,0 +1,70 @@
+// The schedule: from a Graph to a row program with the fewest passes over a row.
+//
+// Every node gets a depth: the number of row passes that must finish before it can be computed.
+// Leaves and elementwise ops take their arguments' depth; a reduction over a vector of depth d is
+// accumulated in pass d and is known from depth d + 1 on; softmax(v) and log_softmax(v) need
+// logsumexp(v); at(v, y) is a gather (v evaluated at one index), so it needs no pass of its own;
+// reductions of scalars fold (sum(s) = K s). Pass p accumulates every reduction of depth p at once
+// (independent reductions ride along); vector outputs are written in the last pass, after every
+// read of the row, so a gradient may overwrite its logits in place. Scalar nodes are computed
+// between passes, in "stages". No LLVM here.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "lossjit/graph.hpp"
+#include "lossjit/kernel.hpp"
+
+namespace lossjit::jit {
+
+// What the code generator targets: found once per process from the host CPU.
+struct Target {
+    std::string cpu;       // e.g. znver5
+    std::string features;  // LLVM feature string, e.g. +avx512f,+avx2,...
+    int vector_bits = 128;
+    bool masked_memory = false;  // masked loads/stores in the ISA (AVX-512, AVX for 32/64-bit)
+    std::size_t l1_bytes = 32 * 1024, l2_bytes = 512 * 1024;
+};
+
+enum class LseMode : unsigned char { online, two_pass };
+
+struct Pass {
+    std::vector<int> reductions;  // nodes reduced in this pass (logsumexp included)
+    std::vector<int> writes;      // indices into Plan::outputs of vector outputs written here
+};
+
+struct Plan {
+    Graph g;                  // compacted; params replaced by constants; logsumexp nodes added
+    std::vector<int> depth;   // per node
+    std::vector<int> lse_of;  // per softmax/log_softmax node: its logsumexp node, else -1
+    std::vector<Pass> passes;
+    std::vector<Slot> slots;  // the kernel's arguments: inputs then outputs
+    std::vector<int> slot_node;  // per slot: the input node, or for outputs the root node
+    DType compute = DType::f32;  // f32 or f64
+    std::size_t K = 0;           // 0 = generic
+    LseMode lse = LseMode::two_pass;
+    std::size_t block = 0;       // elements per block in two-pass logsumexp
+    int vector_width = 4;        // elements per vector
+    int unroll = 1;
+    bool masked_loop = false;  // one loop with every iteration masked (AVX-512), no separate tail
+    int opt_level = 3;
+    DType label_dtype = DType::i64;
+    std::vector<bool> vector_node;  // per node: shape == vector
+};
+
+Plan make_plan(const Graph& g, const CompileOptions& o, const Target& t);
+
+// Whether codegen's emitter table (codegen.cpp) has an entry for the op; every op that can
+// appear in a Graph (all but Op::wildcard) must.
+bool has_emitter(Op op);
+
+// The printable schedule (Kernel::schedule()).
+std::string to_string(const Plan& p);
+// One node as infix text (inputs by name).
+std::string node_text(const Graph& g, int i);
+// The whole graph, one node a line.
+std::string graph_text(const Graph& g);
+
+}  // namespace lossjit::jit
