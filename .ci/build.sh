@@ -36,7 +36,6 @@ cmake --build "$build" -j"$jobs"
 case "$mode" in
   demo)
     "$build/examples/quickstart"
-    if [[ -x "$build/examples/jit_quickstart" ]]; then "$build/examples/jit_quickstart"; fi
     ;;
   test)
     ctest --test-dir "$build" --output-on-failure -j"$jobs"

@@ -117,6 +117,7 @@ public:
 
     constexpr void add_output(std::string_view name, int root) { outputs_.push_back(Output{Name(name), root}); }
     constexpr const std::vector<Output>& outputs() const { return outputs_; }
+    constexpr Output& last_output() { return outputs_.back(); }
 
     // FNV-1a over a node's fields: cheap to compute in constant evaluation too.
     static constexpr std::uint64_t node_hash(const Node& n) {

@@ -22,22 +22,46 @@ constexpr wrt_t<X...> wrt(const X&...) {
     return {};
 }
 
-// The simplified loss and its gradients as one compacted Graph.
-template <class E, class... X>
-constexpr Graph lower(const E& loss, wrt_t<X...> = {}) {
+// An extra per-row output of a kernel, computed alongside the loss: also<"z_loss">(z).
+template <fixed_string Name, class E>
+struct also_t {
+    E expr;
+};
+template <fixed_string Name, class E>
+constexpr also_t<Name, expr_of<E>> also(const E& e) {
+    static_assert(is_expr<E>, "lossjit: also<\"name\">(e): e must be a lossjit expression");
+    static_assert(!is_expr<E> || expr_of<E>::shape == Shape::scalar,
+                  "lossjit: also<\"name\">(e): an extra output is one value per row, so e must be a scalar");
+    return {as_expr(e)};
+}
+
+namespace detail {
+constexpr void add_output(Graph& g, std::string_view name, const Term& t) {
+    std::vector<int> memo(static_cast<std::size_t>(t.graph.size()), -1);
+    g.add_output(name, copy_into(g, t.graph, t.root, memo));
+}
+}  // namespace detail
+
+// The simplified loss, its gradients and any extra outputs as one compacted Graph: outputs
+// "loss", "grad.<name>" for each input of wrt(...), and the name of each also<"name">(e).
+template <class E, class... X, fixed_string... Names, class... A>
+constexpr Graph lower(const E& loss, wrt_t<X...> = {}, const also_t<Names, A>&... extra) {
     static_assert(is_expr<E>, "lossjit: lower(loss, ...): loss must be a lossjit expression");
     static_assert(!is_expr<E> || expr_of<E>::shape == Shape::scalar,
                   "lossjit: a loss must be a scalar; this expression is a vector (reduce it with sum, mean, dot, logsumexp or at)");
-    Term t = simplify(loss);
+    const Term t = simplify(loss);
     Graph g;
-    std::vector<int> memo(static_cast<std::size_t>(t.graph.size()), -1);
-    g.add_output("loss", copy_into(g, t.graph, t.root, memo));
-    auto add_grad = [&](std::string_view name) {
+    detail::add_output(g, "loss", t);
+    auto add_grad = [&](std::string_view name, InputKind kind) {
         const Term d = gradient(t, name);
-        std::vector<int> m(static_cast<std::size_t>(d.graph.size()), -1);
-        g.add_output(std::string("grad.") + std::string(name), copy_into(g, d.graph, d.root, m));
+        detail::add_output(g, std::string("grad.") + std::string(name), d);
+        Output& out = g.last_output();
+        // a gradient that simplified to one value per row (0, say) still has the input's shape
+        if (g[out.root].shape != shape_of(kind))
+            out.root = g.apply(Op::add, out.root, g.apply(Op::mul, g.constant(0), g.input(name, kind)));
     };
-    (add_grad(X::name()), ...);
+    (add_grad(X::name(), X::kind), ...);
+    (detail::add_output(g, Names.view(), simplify(extra.expr)), ...);
     (void)add_grad;  // a loss without wrt(...) has no gradients
     return compact(g);
 }
