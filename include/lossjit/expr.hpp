@@ -50,14 +50,20 @@ struct wildcard {
     static constexpr int index = I;
 };
 
+// An op applied to one or two argument expressions, held by value. (Plain members rather
+// than a hana::tuple: rule tables instantiate hundreds of these in every translation unit.)
 template <Op O, class... Args>
-struct node {
-    hana::tuple<Args...> args;
-    static constexpr Shape shape = [] {
-        constexpr Shape s[] = {Args::shape..., Shape::scalar};
-        if constexpr (sizeof...(Args) == 1) return result_shape(O, s[0], Shape::scalar);
-        else return result_shape(O, s[0], s[1]);
-    }();
+struct node;
+template <Op O, class A>
+struct node<O, A> {
+    A a;
+    static constexpr Shape shape = result_shape(O, A::shape, Shape::scalar);
+};
+template <Op O, class A, class B>
+struct node<O, A, B> {
+    A a;
+    B b;
+    static constexpr Shape shape = result_shape(O, A::shape, B::shape);
 };
 
 template <class T> struct is_expr_impl : std::false_type {};
@@ -101,7 +107,7 @@ constexpr Shape shape_v = expr_of<T>::shape;
 
 template <Op O, class... A>
 constexpr auto make(const A&... a) {
-    return node<O, expr_of<A>...>{hana::make_tuple(as_expr(a)...)};
+    return node<O, expr_of<A>...>{as_expr(a)...};
 }
 
 // ---- lowering a DSL expression into a Graph (constexpr) ----
@@ -115,12 +121,14 @@ constexpr int emit(Graph& g, const wildcard<I, S>&) {
     constexpr std::string_view names[] = {"x", "y", "z", "s", "t", "v", "w", "c"};
     return g.wildcard(I, names[I % 8], S);
 }
-template <Op O, class... A>
-constexpr int emit(Graph& g, const node<O, A...>& n) {
-    return hana::unpack(n.args, [&g](const auto&... a) {
-        const int ids[] = {emit(g, a)...};
-        return g.apply(O, ids[0], sizeof...(A) == 2 ? ids[sizeof...(A) - 1] : -1);
-    });
+template <Op O, class A>
+constexpr int emit(Graph& g, const node<O, A>& n) {
+    return g.apply(O, emit(g, n.a));
+}
+template <Op O, class A, class B>
+constexpr int emit(Graph& g, const node<O, A, B>& n) {
+    const int a = emit(g, n.a);  // first argument first: graphs are built in one order
+    return g.apply(O, a, emit(g, n.b));
 }
 
 // The whole expression as a Graph with one output, "value".
