@@ -2,7 +2,9 @@
 // for the host CPU, measured in ulps against the long double C library over >= 10^6 inputs,
 // with exact checks of the special values, and a check that the optimized IR calls no libm.
 //
-// LOSSJIT_VECMATH_SAMPLES=N changes the number of inputs per function and type (default 2^20).
+// LOSSJIT_VECMATH_SAMPLES=N changes the number of inputs per function and type (default 2^20);
+// LOSSJIT_VECMATH_CPU=name compiles for that CPU instead of the host's (e.g. x86-64-v3 for AVX2,
+// x86-64 for SSE2 without fma, where llvm.fma becomes a call to fmaf: exact but slow).
 
 #include <catch2/catch.hpp>
 
@@ -84,7 +86,8 @@ const std::vector<Fn>& functions() {
 // ---- a tiny JIT: host CPU, O3 with the new pass manager --------------------------------------
 
 std::string cpu_description() {
-    return llvm::sys::getHostCPUName().str();
+    const char* cpu = std::getenv("LOSSJIT_VECMATH_CPU");
+    return cpu ? cpu : llvm::sys::getHostCPUName().str();
 }
 
 void optimize_o3(llvm::Module& m, llvm::TargetMachine& tm) {
@@ -109,6 +112,10 @@ struct Harness {
         llvm::InitializeNativeTarget();
         llvm::InitializeNativeTargetAsmPrinter();
         auto jtmb = llvm::cantFail(llvm::orc::JITTargetMachineBuilder::detectHost());
+        if (const char* cpu = std::getenv("LOSSJIT_VECMATH_CPU")) {  // e.g. x86-64-v3 (AVX2)
+            jtmb.setCPU(cpu);
+            jtmb.setFeatures("");
+        }
         jtmb.setCodeGenOptLevel(llvm::CodeGenOptLevel::Aggressive);
         tm = llvm::cantFail(jtmb.createTargetMachine());
         jit = llvm::cantFail(llvm::orc::LLJITBuilder().setJITTargetMachineBuilder(jtmb).create());
