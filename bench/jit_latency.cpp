@@ -5,6 +5,7 @@
 //   memory hit        compile() of a kernel this process has compiled: a lookup
 // Cold and disk figures are medians over fresh child processes (this program run with --child).
 #include <lossjit/kernel.hpp>
+#include <lossjit/lower.hpp>
 
 #include <time.h>
 #include <unistd.h>
@@ -24,11 +25,8 @@ using namespace lossjit;
 using clk = std::chrono::steady_clock;
 
 Graph ce() {  // loss = logsumexp(u) - at(u, y), grad.u = softmax(u) - onehot(y)
-    Graph g;
-    const int u = g.input("u", InputKind::logits), y = g.input("y", InputKind::label);
-    g.add_output("loss", g.apply(Op::sub, g.apply(Op::logsumexp, u), g.apply(Op::at, u, y)));
-    g.add_output("grad.u", g.apply(Op::sub, g.apply(Op::softmax, u), g.apply(Op::onehot, y)));
-    return g;
+    using namespace lossjit::dsl;
+    return lower(-log(at(softmax(logits<"u">), label<"y">)), wrt(logits<"u">));
 }
 
 double ms_since(clk::time_point t0) { return std::chrono::duration<double, std::milli>(clk::now() - t0).count(); }
