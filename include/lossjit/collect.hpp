@@ -43,11 +43,16 @@ public:
     // that fires. Otherwise a factor such as (logsumexp(u) - at(u, y)) stays whole, which also
     // keeps its cancellation inside one subtraction instead of between two large products.
     constexpr int collect(int id, std::vector<std::string_view>& fired) {
+        const bool outer_distribute = distribute_;
+        std::vector<std::string_view>* const outer_fired = fired_;
         std::vector<std::string_view> fired_kept, fired_expanded;
         std::vector<Monomial> kept = terms_of(id, false, fired_kept);
         std::vector<Monomial> expanded = terms_of(id, true, fired_expanded);
-        const bool expand = expanded.size() < kept.size() ||
-                            (expanded.size() == kept.size() && fired_expanded.size() > fired_kept.size());
+        distribute_ = outer_distribute;
+        fired_ = outer_fired;
+        const int cost_kept = cost(kept), cost_expanded = cost(expanded);
+        const bool expand = cost_expanded < cost_kept ||
+                            (cost_expanded == cost_kept && fired_expanded.size() > fired_kept.size());
         for (std::string_view f : expand ? fired_expanded : fired_kept) fired.push_back(f);
         return rebuild(expand ? expanded : kept);
     }
@@ -56,14 +61,47 @@ private:
     Graph& g_;
     FactTable& facts_;
     bool distribute_ = true;
+    std::vector<std::string_view>* fired_ = nullptr;  // where the current collection's rules go
 
     constexpr std::vector<Monomial> terms_of(int id, bool distribute, std::vector<std::string_view>& fired) {
         distribute_ = distribute;
+        fired_ = &fired;
         std::vector<Monomial> terms;
         expand_sum(id, 1.0, terms);
         normalize(terms);
         while (apply_pair_rule(terms, fired)) normalize(terms);
         return terms;
+    }
+
+    // How much a list of terms costs to compute: each factor counts once, a sum that is a
+    // factor counts its terms. Distributing pays when it lowers this, e.g. when terms cancel.
+    constexpr int sum_size(int id) const {
+        const Node& n = g_[id];
+        if (n.op == Op::add || n.op == Op::sub) return sum_size(n.a) + sum_size(n.b);
+        if (n.op == Op::neg) return sum_size(n.a);
+        return 1;
+    }
+    constexpr int cost(const std::vector<Monomial>& terms) const {
+        int c = 0;
+        for (const Monomial& m : terms) {
+            c += m.factors.empty() ? 1 : 0;
+            for (const Factor& f : m.factors) c += sum_size(f.base);
+        }
+        return c;
+    }
+
+    // A sum that stays a factor, (a + b) * x or a / (b + c), is collected in its own right, so
+    // that factors are canonical too.
+    constexpr int factor_base(int id) {
+        if (!is_sum_node(g_[id].op)) return id;
+        const bool outer_distribute = distribute_;
+        std::vector<std::string_view>* const outer_fired = fired_;
+        std::vector<std::string_view> nested;
+        const int c = collect(id, nested);
+        distribute_ = outer_distribute;
+        fired_ = outer_fired;
+        for (std::string_view f : nested) fired_->push_back(f);
+        return c;
     }
 
     constexpr bool finite(int id) { return facts_.of(g_, id).has(Fact::finite); }
@@ -90,6 +128,13 @@ private:
         return a == 1;
     }
 
+    // 6 / 3: whole numbers that divide without remainder (the coefficient so far is known
+    // here only for factors that come after it; 3 * x / 3 folds, x / 3 stays).
+    static constexpr bool divides_exactly(double a, double b) {
+        const auto whole = [](double x) { return x == x && x - x == 0 && x == static_cast<double>(static_cast<long long>(x)) && x < 9e15 && x > -9e15; };
+        return whole(a) && whole(b) && b != 0 && static_cast<long long>(a) % static_cast<long long>(b) == 0;
+    }
+
     constexpr void add_factors(int id, double power, Monomial& m) {
         const Node n = g_[id];
         const bool unit = power == 1 || power == -1;
@@ -108,7 +153,7 @@ private:
                 m.coef *= n.value;
                 return;
             }
-            if (power == -1 && exact_reciprocal(n.value)) {
+            if (power == -1 && (exact_reciprocal(n.value) || divides_exactly(m.coef, n.value))) {
                 m.coef /= n.value;
                 return;
             }
@@ -116,7 +161,7 @@ private:
         case Op::pow:
             if (g_[n.b].op == Op::constant) {
                 const double c = g_[n.b].value;
-                int base = n.a;
+                int base = factor_base(n.a);
                 // (-x)^n = (-1)^n x^n for whole n: the sign leaves the power
                 if (g_[base].op == Op::neg && c == static_cast<double>(static_cast<long long>(c))) {
                     if (static_cast<long long>(c) % 2 != 0) m.coef = -m.coef;
@@ -128,7 +173,7 @@ private:
             break;
         default: break;
         }
-        m.factors.push_back(Factor{id, power});
+        m.factors.push_back(Factor{factor_base(id), power});
     }
 
     constexpr void distribute(Monomial m, std::vector<Monomial>& out) {
@@ -157,11 +202,25 @@ private:
     }
 
     // Combine like factors and like terms; drop cancelled terms where that is honest.
+    // Like factors and like terms are found by node id (cheap and canonical: equal subterms
+    // are one node); the printed order is decided later, in monomial_node and rebuild.
+    static constexpr bool factor_id_less(const Factor& x, const Factor& y) {
+        return x.base != y.base ? x.base < y.base : x.power < y.power;
+    }
+    static constexpr bool factors_id_less(const Monomial& x, const Monomial& y) {
+        return std::lexicographical_compare(x.factors.begin(), x.factors.end(), y.factors.begin(), y.factors.end(), factor_id_less);
+    }
+
     constexpr void normalize(std::vector<Monomial>& terms) {
         for (Monomial& m : terms) {
-            sort_factors(m.factors);
+            std::sort(m.factors.begin(), m.factors.end(), factor_id_less);
             std::vector<Factor> merged;
             for (const Factor& f : m.factors) {
+                const Node& base = g_[f.base];
+                if (base.op == Op::constant && f.power == -1 && divides_exactly(m.coef, base.value)) {
+                    m.coef /= base.value;  // 3 * x / 3, once distributing brought them together
+                    continue;
+                }
                 if (!merged.empty() && merged.back().base == f.base) {
                     Factor& last = merged.back();
                     const bool same_sign = (last.power > 0) == (f.power > 0);
@@ -176,16 +235,11 @@ private:
             }
             m.factors = std::move(merged);
         }
+        std::sort(terms.begin(), terms.end(), factors_id_less);
         std::vector<Monomial> out;
         for (Monomial& m : terms) {
-            bool joined = false;
-            for (Monomial& o : out)
-                if (o.factors == m.factors) {
-                    o.coef += m.coef;
-                    joined = true;
-                    break;
-                }
-            if (!joined) out.push_back(std::move(m));
+            if (!out.empty() && out.back().factors == m.factors) out.back().coef += m.coef;
+            else out.push_back(std::move(m));
         }
         terms.clear();
         for (Monomial& m : out) {
@@ -198,39 +252,61 @@ private:
 
     // Applies one two-term rule (head + or -) to a pair of terms that share all other factors.
     constexpr bool apply_pair_rule(std::vector<Monomial>& terms, std::vector<std::string_view>& fired) {
-        for (const RuleTable& table : rules::all_tables)
-            for (const Rule& r : table.rules) {
-                const Node& head = r.lhs.nodes[static_cast<std::size_t>(r.lhs.root)];
-                if (head.op != Op::add && head.op != Op::sub) continue;
-                const double sign = head.op == Op::add ? 1.0 : -1.0;
-                for (std::size_t i = 0; i < terms.size(); ++i)
-                    for (std::size_t j = 0; j < terms.size(); ++j) {
-                        if (i == j || terms[i].coef != sign * terms[j].coef) continue;
-                        if (try_pair(r, head, terms, i, j)) {
-                            fired.push_back(r.name);
-                            return true;
-                        }
+        for (const Rule* rp : rules::rule_index.two_term_rules()) {
+            const Rule& r = *rp;
+            const Node& head = r.lhs.nodes[static_cast<std::size_t>(r.lhs.root)];
+            const double sign = head.op == Op::add ? 1.0 : -1.0;
+            // only terms with a factor of the pattern's head op can take part: for a long
+            // sum without sigmoids this skips the quadratic pairing altogether
+            const Op first = r.lhs.nodes[static_cast<std::size_t>(head.a)].op;
+            const Op second = r.lhs.nodes[static_cast<std::size_t>(head.b)].op;
+            std::vector<std::size_t> as, bs;
+            for (std::size_t i = 0; i < terms.size(); ++i)
+                for (const Factor& f : terms[i].factors) {
+                    if (f.power != 1) continue;
+                    if (g_[f.base].op == first) as.push_back(i);
+                    if (g_[f.base].op == second) bs.push_back(i);
+                }
+            for (std::size_t i : as)
+                for (std::size_t j : bs) {
+                    if (i == j || terms[i].coef != sign * terms[j].coef) continue;
+                    if (try_pair(r, head, terms, i, j)) {
+                        fired.push_back(r.name);
+                        return true;
                     }
-            }
+                }
+        }
         return false;
+    }
+
+    // Whether a and b are equal but for factor ia of a and factor ib of b.
+    static constexpr bool same_but(const std::vector<Factor>& a, std::size_t ia, const std::vector<Factor>& b, std::size_t ib) {
+        if (a.size() != b.size()) return false;
+        for (std::size_t x = 0, y = 0; x < a.size(); ++x, ++y) {
+            if (x == ia) ++x;
+            if (y == ib) ++y;
+            if (x >= a.size() || y >= b.size()) break;
+            if (!(a[x] == b[y])) return false;
+        }
+        return true;
     }
 
     constexpr bool try_pair(const Rule& r, const Node& head, std::vector<Monomial>& terms, std::size_t i, std::size_t j) {
         const Monomial& ti = terms[i];
         const Monomial& tj = terms[j];
+        if (ti.factors.size() != tj.factors.size()) return false;
         for (std::size_t fi = 0; fi < ti.factors.size(); ++fi) {
             if (ti.factors[fi].power != 1) continue;
+            Bindings first;
+            if (!match(r.lhs, head.a, g_, ti.factors[fi].base, first)) continue;  // cheap: fails on the op
             for (std::size_t fj = 0; fj < tj.factors.size(); ++fj) {
                 if (tj.factors[fj].power != 1) continue;
-                std::vector<Factor> rest_i = ti.factors, rest_j = tj.factors;
-                rest_i.erase(rest_i.begin() + static_cast<std::ptrdiff_t>(fi));
-                rest_j.erase(rest_j.begin() + static_cast<std::ptrdiff_t>(fj));
-                if (rest_i != rest_j) continue;
-                Bindings b;
-                if (!match(r.lhs, head.a, g_, ti.factors[fi].base, b) || !match(r.lhs, head.b, g_, tj.factors[fj].base, b) ||
+                Bindings b = first;
+                if (!match(r.lhs, head.b, g_, tj.factors[fj].base, b) || !same_but(ti.factors, fi, tj.factors, fj) ||
                     !guards_hold(r, g_, b, facts_))
                     continue;
-                Monomial m{ti.coef, rest_i};
+                Monomial m{ti.coef, ti.factors};
+                m.factors.erase(m.factors.begin() + static_cast<std::ptrdiff_t>(fi));
                 add_factors(instantiate(r.rhs, r.rhs.root, g_, b), 1.0, m);
                 std::vector<Monomial> replaced;
                 distribute(std::move(m), replaced);
@@ -253,7 +329,8 @@ private:
 
     // coef * factors, for coef >= 0: coefficient, then scalar factors, then vector factors,
     // then one division by the factors with negative powers.
-    constexpr int monomial_node(double coef, const std::vector<Factor>& factors) {
+    constexpr int monomial_node(double coef, std::vector<Factor> factors) {
+        sort_factors(factors);
         std::vector<int> scalars, vectors, den;
         if (coef != 1) scalars.push_back(g_.constant(coef));
         auto power_node = [this](const Factor& f, double p) {

@@ -61,11 +61,18 @@ class Graph {
 public:
     constexpr Graph() = default;
 
-    // Adds a node, or returns the index of the equal node already present.
+    // Adds a node, or returns the index of the equal node already present. An open-addressing
+    // index keeps this O(1): the simplifier adds many nodes, in constant evaluation too.
     constexpr int add(const Node& n) {
         const std::uint64_t h = node_hash(n);
-        for (std::size_t i = 0; i < nodes_.size(); ++i)
-            if (hashes_[i] == h && nodes_[i] == n) return static_cast<int>(i);
+        if (2 * (nodes_.size() + 1) > index_.size()) rehash(index_.empty() ? 64 : 2 * index_.size());
+        const std::size_t mask = index_.size() - 1;
+        std::size_t slot = static_cast<std::size_t>(h) & mask;
+        for (; index_[slot] >= 0; slot = (slot + 1) & mask) {
+            const auto i = static_cast<std::size_t>(index_[slot]);
+            if (hashes_[i] == h && nodes_[i] == n) return index_[slot];
+        }
+        index_[slot] = static_cast<int>(nodes_.size());
         nodes_.push_back(n);
         hashes_.push_back(h);
         return static_cast<int>(nodes_.size() - 1);
@@ -140,7 +147,17 @@ public:
 private:
     std::vector<Node> nodes_;
     std::vector<std::uint64_t> hashes_;
+    std::vector<int> index_;  // hash -> node, -1 empty; a power-of-two size, at most half full
     std::vector<Output> outputs_;
+
+    constexpr void rehash(std::size_t size) {
+        index_.assign(size, -1);
+        for (std::size_t i = 0; i < nodes_.size(); ++i) {
+            std::size_t slot = static_cast<std::size_t>(hashes_[i]) & (size - 1);
+            while (index_[slot] >= 0) slot = (slot + 1) & (size - 1);
+            index_[slot] = static_cast<int>(i);
+        }
+    }
 };
 
 // Copies `root` of `from` (and everything it uses) into `to`; returns its index in `to`.

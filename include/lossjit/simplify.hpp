@@ -26,6 +26,7 @@ struct Term {
     Graph graph;
     int root = -1;
     std::vector<TraceStep> steps;
+    bool simplified = false;  // root is in simplified form: simplifying again changes nothing
 
     constexpr Shape shape() const { return graph[root].shape; }
 };
@@ -47,15 +48,17 @@ constexpr Term as_term(const E& e) {
 struct SimplifyOptions {
     bool use_rules = true;  // false: only the canonical form (collect terms, order operands)
     int depth_cap = 40;     // nested rewrites; also keeps constant evaluation within its limits
-    int max_rounds = 4;     // whole passes until the root stops changing
 };
 
 class Simplifier {
 public:
     constexpr Simplifier(Term& t, SimplifyOptions o) : t_(t), opt_(o) {}
 
-    constexpr int run(int id, int depth = 0) {
-        if (int m = memo(id); m >= 0) return m;
+    // The simplified form of node `id`. `in_sum` says the parent is arithmetic too: then the
+    // term collector waits for the top of the arithmetic tree, which flattens it once, instead
+    // of re-collecting every prefix of a long sum (quadratic in its length).
+    constexpr int run(int id, int depth = 0, bool in_sum = false) {
+        if (int m = memo(id, in_sum); m >= 0) return m;
         const Node n = t_.graph[id];
         int cur = id;
         // Rules first on the node as written, so that a specific pattern such as
@@ -63,18 +66,19 @@ public:
         // Not for reductions: their linearity rules want the argument's final, collected form.
         if (n.a >= 0 && !is_reduction(n.op) && opt_.use_rules && depth < opt_.depth_cap)
             if (const int r = apply_rules(id); r >= 0) {
-                cur = run(r, depth + 1);
-                set_memo(id, cur);
+                cur = run(r, depth + 1, in_sum);
+                set_memo(id, cur, in_sum);
                 return cur;
             }
         if (n.a >= 0) {
-            const int a = run(n.a, depth);
-            const int b = n.b >= 0 ? run(n.b, depth) : -1;
+            const bool arith = is_arith_node(n.op);
+            const int a = run(n.a, depth, arith);
+            const int b = n.b >= 0 ? run(n.b, depth, arith) : -1;
             if (a != n.a || b != n.b) cur = t_.graph.apply(n.op, a, b);
-            cur = rewrite(cur, depth);
+            cur = rewrite(cur, depth, in_sum);
         }
-        set_memo(id, cur);
-        set_memo(cur, cur);
+        set_memo(id, cur, in_sum);
+        set_memo(cur, cur, in_sum);
         return cur;
     }
 
@@ -82,34 +86,40 @@ private:
     Term& t_;
     SimplifyOptions opt_;
     FactTable facts_;
-    std::vector<int> memo_;
+    std::vector<int> memo_[2];  // [in_sum]: node -> its simplified form, -1 not yet
 
-    constexpr int memo(int id) const {
-        return static_cast<std::size_t>(id) < memo_.size() ? memo_[static_cast<std::size_t>(id)] : -1;
+    constexpr int memo(int id, bool in_sum) const {
+        const auto& m = memo_[in_sum];
+        return static_cast<std::size_t>(id) < m.size() ? m[static_cast<std::size_t>(id)] : -1;
     }
-    constexpr void set_memo(int id, int v) {
-        if (memo_.size() <= static_cast<std::size_t>(id)) memo_.resize(static_cast<std::size_t>(id) + 1, -1);
-        memo_[static_cast<std::size_t>(id)] = v;
+    constexpr void set_memo(int id, int v, bool in_sum) {
+        auto& m = memo_[in_sum];
+        if (m.size() <= static_cast<std::size_t>(id)) m.resize(static_cast<std::size_t>(id) + 1, -1);
+        m[static_cast<std::size_t>(id)] = v;
     }
     constexpr void record(std::string_view name, int before, int after) { t_.steps.push_back(TraceStep{name, before, after}); }
 
     // One node whose arguments are already simplified.
-    constexpr int rewrite(int cur, int depth) {
+    constexpr int rewrite(int cur, int depth, bool in_sum) {
         Graph& g = t_.graph;
         for (int iteration = 0; iteration < 64 && depth < opt_.depth_cap; ++iteration) {
             const Node n = g[cur];
             if (opt_.use_rules)
                 if (const int r = apply_rules(cur); r >= 0) {
-                    cur = run(r, depth + 1);
+                    cur = run(r, depth + 1, in_sum);
                     continue;
                 }
             if (is_arith_node(n.op)) {
+                if (in_sum) break;  // the top of this arithmetic tree collects it
                 std::vector<std::string_view> fired;
                 const int c = Collector(g, facts_).collect(cur, fired);
                 if (c != cur) {
                     for (std::string_view f : fired) record(f, cur, c);
                     record("collect-terms", cur, c);
-                    cur = run(c, depth + 1);
+                    // The collector builds canonical sums and products from simplified parts;
+                    // only a two-term rule's replacement is new and needs simplifying. Without
+                    // one, looking again at c itself (rules such as exp(x) - 1) is enough.
+                    cur = fired.empty() ? c : run(c, depth + 1);
                     continue;
                 }
             } else if (info(n.op).commutative && compare_nodes(g, n.b, n.a) < 0) {
@@ -124,27 +134,24 @@ private:
     // The first rule whose pattern matches node `cur`: its replacement, or -1.
     constexpr int apply_rules(int cur) {
         Graph& g = t_.graph;
-        const Op head = g[cur].op;
-        for (const RuleTable& table : rules::all_tables)
-            for (const Rule& r : table.rules) {
-                if (r.lhs.nodes[static_cast<std::size_t>(r.lhs.root)].op != head) continue;
-                Bindings b;
-                if (!match(r.lhs, r.lhs.root, g, cur, b) || !guards_hold(r, g, b, facts_)) continue;
-                const int out = instantiate(r.rhs, r.rhs.root, g, b);
-                record(r.name, cur, out);
-                return out;
-            }
+        for (const Rule* rp : rules::rule_index.rules_for(g[cur].op)) {
+            const Rule& r = *rp;
+            Bindings b;
+            if (!match(r.lhs, r.lhs.root, g, cur, b) || !guards_hold(r, g, b, facts_)) continue;
+            const int out = instantiate(r.rhs, r.rhs.root, g, b);
+            record(r.name, cur, out);
+            return out;
+        }
         return -1;
     }
 };
 
-// Simplifies a Term in place until its root stops changing.
+// Simplifies a Term in place. One bottom-up run is a fixpoint: every replacement is itself
+// simplified before it is used.
 constexpr void simplify_in_place(Term& t, SimplifyOptions o = {}) {
-    for (int round = 0; round < o.max_rounds; ++round) {
-        const int before = t.root;
-        t.root = Simplifier(t, o).run(t.root);
-        if (t.root == before) break;
-    }
+    if (t.simplified && o.use_rules) return;
+    t.root = Simplifier(t, o).run(t.root);
+    t.simplified = o.use_rules;
 }
 
 // simplify(e): the simplified form of a DSL expression (or of a Term), with its trace.

@@ -104,6 +104,15 @@ constexpr Rule rule(std::string_view name, const L& lhs, const R& rhs, G... guar
     return r;
 }
 
+// A rule about two terms: + or - of two op patterns, such as sigmoid(x) + sigmoid(-x). The
+// term collector applies these to any two terms that share the rest of their product. (Not
+// x + 0 or x - x: those are about one term.)
+constexpr bool is_two_term_rule(const Rule& r) {
+    const Node& head = r.lhs.nodes[static_cast<std::size_t>(r.lhs.root)];
+    auto is_op = [&r](int i) { return info(r.lhs.nodes[static_cast<std::size_t>(i)].op).arity > 0; };
+    return (head.op == Op::add || head.op == Op::sub) && is_op(head.a) && is_op(head.b);
+}
+
 // A named table of rules, one per op family (rules/*.hpp).
 struct RuleTable {
     std::string_view family;
