@@ -361,8 +361,8 @@ int main(int argc, char** argv) {
     std::printf("\n");
 
     bool have_torch = false, have_dnnl = false;
-    std::string torch_why = "libtorch not found by CMake when bench_ce was configured (Debian: libtorch-dev)";
-    std::string dnnl_why = "oneDNN not found by CMake when bench_ce was configured (Debian: libdnnl-dev)";
+    std::string torch_why = "bench_ce was built without libtorch (not found by CMake: Debian libtorch-dev; or LOSSJIT_BENCH_NO_TORCH)";
+    std::string dnnl_why = "bench_ce was built without oneDNN (not found by CMake: Debian libdnnl-dev; or LOSSJIT_BENCH_NO_DNNL)";
 #ifdef LOSSJIT_BENCH_HAVE_TORCH
     try {
         std::printf("pytorch: %s\n", bench::torch_peer::info().c_str());

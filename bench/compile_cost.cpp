@@ -9,8 +9,9 @@
 //      compiler and flags (-std=c++20 -O2 -I include), forcing the simplification and the
 //      gradient at compile time: static_assert(lossjit::lower(loss, lossjit::wrt(u)).size() > 0).
 //      Baseline: the 1-term TU without the static_assert (parsing the headers); "above base"
-//      is the rest: building the expression type and evaluating simplify + grad + lower. Median of R compiles: CPU time of the compiler (robust on a shared
-//      machine), wall time, peak memory. Two curves: the default flags, and the same with
+//      is the rest: building the expression type and evaluating simplify + grad + lower.
+//      Median of R compiles: CPU time of the compiler (robust on a shared machine), wall time,
+//      peak memory. Two curves: the default flags, and the same with
 //      -fconstexpr-ops-limit=2^32 (g++ 12's default limit is 2^25 operations). Each compile runs
 //      under `timeout` and an 8 GB address-space limit; when the growth so far predicts a compile
 //      longer than the timeout it is tried with a short timeout only, and reported as such.

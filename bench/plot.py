@@ -37,7 +37,8 @@ def main():
     with open(sys.argv[1]) as f:
         rows = json.load(f)
     threads = 1
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5), sharey=True)
+    legend = {}
     for ax, pas, title in ((axes[0], "fwdbwd", "loss + gradient"), (axes[1], "fwd", "loss only")):
         for name, (label, colour, marker) in STYLE.items():
             for dtype in ("f32", "bf16"):
@@ -54,16 +55,17 @@ def main():
                 style = ":" if name in ("read", "copy") else "--" if dtype == "bf16" else "-"
                 if name == "copy":
                     style = "-."
-                ax.plot(ks, gb, style, color=colour, marker=marker,
-                        label=label + (" bf16" if dtype == "bf16" else ""))
+                name_shown = label + (" bf16" if dtype == "bf16" else "")
+                (line,) = ax.plot(ks, gb, style, color=colour, marker=marker, label=name_shown)
+                legend.setdefault(name_shown, line)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("K (row length; N x K = 655k to 16M logits)")
         ax.set_title(f"softmax cross-entropy, {title}, {threads} thread")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
     axes[0].set_ylabel("GB/s of fp32 logits (higher is better)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.8, 1))
+    fig.legend(list(legend.values()), list(legend.keys()), loc="center right", fontsize=9)
     fig.savefig(sys.argv[2], dpi=110)
     return 0
 
