@@ -169,19 +169,20 @@ constexpr bool has_input(std::string_view name) {
     static_assert(!::lossjit::is_label<arg>,                                                   \
                   "lossjit: " fn ": a label<> is a class index; use it only in onehot(y) or at(v, y)")
 
-#define LOSSJIT_BINARY_OPERATOR(sym, op_name)                                                  \
+// An elementwise op of two operands, at least one of them an expression: `decl` is the
+// function's name (operator+ or min), `shown` how messages name it.
+#define LOSSJIT_ELEMENTWISE_BINARY(decl, op_name, shown)                                        \
     template <Operand A, Operand B>                                                            \
         requires(is_expr<A> || is_expr<B>)                                                     \
-    constexpr auto operator sym(const A& a, const B& b) {                                      \
-        LOSSJIT_NO_LABEL(A, "operator " #sym);                                                 \
-        LOSSJIT_NO_LABEL(B, "operator " #sym);                                                 \
+    constexpr auto decl(const A& a, const B& b) {                                              \
+        LOSSJIT_NO_LABEL(A, shown);                                                            \
+        LOSSJIT_NO_LABEL(B, shown);                                                            \
         return make<Op::op_name>(a, b);                                                        \
     }
-LOSSJIT_BINARY_OPERATOR(+, add)
-LOSSJIT_BINARY_OPERATOR(-, sub)
-LOSSJIT_BINARY_OPERATOR(*, mul)
-LOSSJIT_BINARY_OPERATOR(/, div)
-#undef LOSSJIT_BINARY_OPERATOR
+LOSSJIT_ELEMENTWISE_BINARY(operator+, add, "operator +")
+LOSSJIT_ELEMENTWISE_BINARY(operator-, sub, "operator -")
+LOSSJIT_ELEMENTWISE_BINARY(operator*, mul, "operator *")
+LOSSJIT_ELEMENTWISE_BINARY(operator/, div, "operator /")
 
 template <Expr A>
 constexpr auto operator-(const A& a) {
@@ -233,17 +234,9 @@ constexpr auto pow(const A& x, const B& c) {
     return make<Op::pow>(x, c);
 }
 
-#define LOSSJIT_MINMAX(fn)                                                                     \
-    template <Operand A, Operand B>                                                            \
-        requires(is_expr<A> || is_expr<B>)                                                     \
-    constexpr auto fn(const A& a, const B& b) {                                                \
-        LOSSJIT_NO_LABEL(A, #fn "(a, b)");                                                     \
-        LOSSJIT_NO_LABEL(B, #fn "(a, b)");                                                     \
-        return make<Op::fn>(a, b);                                                             \
-    }
-LOSSJIT_MINMAX(min)
-LOSSJIT_MINMAX(max)
-#undef LOSSJIT_MINMAX
+LOSSJIT_ELEMENTWISE_BINARY(min, min, "min(a, b)")
+LOSSJIT_ELEMENTWISE_BINARY(max, max, "max(a, b)")
+#undef LOSSJIT_ELEMENTWISE_BINARY
 
 // ---- vector to vector, and reductions ----
 #define LOSSJIT_NEEDS_VECTOR(arg, fn)                                                          \
