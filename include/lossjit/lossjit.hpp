@@ -9,6 +9,7 @@
 #include "lossjit/expr.hpp"
 #include "lossjit/grad.hpp"
 #include "lossjit/graph.hpp"
+#include "lossjit/losses.hpp"
 #include "lossjit/lower.hpp"
 #include "lossjit/ops.hpp"
 #include "lossjit/print.hpp"
