@@ -40,3 +40,20 @@ TEST_CASE("the simplified graph computes what the expression means") {
         CHECK(close(lossjit::evaluate(g, g.outputs()[0].root, row).s, lossjit::evaluate(plain, plain.outputs()[0].root, row).s));
     }
 }
+
+TEST_CASE("extra outputs with also<name>(e), and a gradient that is one value per row") {
+    const auto g = lossjit::lower(-at(log_softmax(u), y) + 0.01 * pow(logsumexp(u), 2), lossjit::wrt(u),
+                                  lossjit::also<"z">(0.01 * pow(logsumexp(u), 2)));
+    REQUIRE(g.outputs().size() == 3);
+    CHECK(g.outputs()[2].name.view() == "z");
+    CHECK(lossjit::to_string(g, g.outputs()[2].root) == "0.01 * pow(logsumexp(u), 2)");
+    // d/du of a loss that does not depend on u is 0, still shaped like u
+    const auto h = lossjit::lower(sum(p * log(p)), lossjit::wrt(u));
+    const auto& grad = h.nodes()[static_cast<std::size_t>(h.outputs()[1].root)];
+    CHECK(grad.shape == lossjit::Shape::vector);
+    lossjit::RowValues row;
+    row.set("u", Row{1, -std::numeric_limits<long double>::infinity(), 3}).set("p", Row{0.5L, 0, 0.5L});
+    const auto value = lossjit::evaluate(h, h.outputs()[1].root, row);
+    REQUIRE(value.v.size() == 3);
+    for (long double x : value.v) CHECK(x == 0);
+}
