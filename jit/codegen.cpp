@@ -8,11 +8,15 @@
 //     the pass's reductions; two-pass logsumexp adds a max loop before it, per block of the row;
 //     the last pass also stores the vector outputs
 //     final stage: scalar outputs, stored per row and summed
+//   skipped rows (a label equal to ignore_index, checked before anything of the row is read;
+//   or a logsumexp of -inf, checked after the pass that computes it): every output of the row
+//   is written as 0 (vector outputs by a plain store loop) and row_state[r] says why
 // Scalar nodes are computed lazily, at the end of the latest stage block (which dominates all
 // later code of the row); gathers are forced before the passes so in-place gradients are safe.
 #include "codegen.hpp"
 
 #include <llvm/IR/Intrinsics.h>
+#include <llvm/IR/MDBuilder.h>
 #include <llvm/IR/Verifier.h>
 #include <llvm/Support/raw_ostream.h>
 
@@ -58,6 +62,8 @@ public:
         const std::size_t n = static_cast<std::size_t>(P.g.size());
         scal.assign(n, nullptr);
         reduced.assign(n, nullptr);
+        lse_hi.assign(n, nullptr);
+        lse_lo.assign(n, nullptr);
         slot_of.assign(n, -1);
         for (std::size_t s = 0; s < P.slots.size(); ++s)
             if (!P.slots[s].output) slot_of[static_cast<std::size_t>(P.slot_node[s])] = static_cast<int>(s);
@@ -75,6 +81,10 @@ public:
     Value *K = nullptr, *Kf = nullptr;
     std::vector<Value*> slot_ptr, slot_stride, slot_scale, row_base;
     std::vector<Value*> scal, reduced;
+    // per logsumexp node reduced in a pass: lse = hi + lo with hi the row's max and
+    // lo = log(sum exp(x - hi)) = log1p(sum over all but one maximal element), kept apart so that
+    // x - lse = (x - hi) - lo loses nothing when x is near the max (p near 1: softmax - 1)
+    std::vector<Value*> lse_hi, lse_lo;
     std::vector<int> slot_of;
     std::vector<Value*> label_val;  // per node: the row's label as i64
     Instruction* stage_end = nullptr;
@@ -193,6 +203,20 @@ public:
         r->setHasAllowReassoc(true);
         return r;
     }
+    // max over lanes, NaN ignored unless every lane is NaN (llvm.vector.reduce.fmax), as a tree:
+    // LLVM expands the intrinsic into a serial chain of lanes, on every row's critical path
+    Value* hmax(Value* v) {
+        auto* vt = cast<FixedVectorType>(v->getType());
+        for (unsigned n = vt->getNumElements(); n > 1; n /= 2) {
+            std::vector<int> lo, hi;
+            for (unsigned l = 0; l < n / 2; ++l) {
+                lo.push_back(static_cast<int>(l));
+                hi.push_back(static_cast<int>(l + n / 2));
+            }
+            v = B.CreateBinaryIntrinsic(Intrinsic::maxnum, B.CreateShuffleVector(v, lo), B.CreateShuffleVector(v, hi));
+        }
+        return B.CreateExtractElement(v, static_cast<std::uint64_t>(0));
+    }
     Value* isneginf(Value* x) { return B.CreateFCmpOEQ(x, cf(-INFINITY, x->getType())); }
 
     // a * b where a zero factor gives zero even against +-inf (NaN still propagates), as the
@@ -295,8 +319,10 @@ struct Red {
     int node;
     Op op;
     bool two_pass = false;
-    std::vector<AllocaInst*> a, b;  // per unroll copy: accumulator(s)
-    AllocaInst *M = nullptr, *Sum = nullptr;
+    std::vector<AllocaInst*> a, b, c;  // per unroll copy: accumulator(s)
+    // two-pass logsumexp over blocks: the running max M, the number C of elements equal to it
+    // and the sum R of exp(x - M) over the others (sum exp(x - M) = C + R)
+    AllocaInst *M = nullptr, *Cnt = nullptr, *Sum = nullptr;
 };
 
 void Em::emit_pass(const Pass& ps) {
@@ -312,9 +338,11 @@ void Em::emit_pass(const Pass& ps) {
         for (int u = 0; u < U; ++u) {
             x.a.push_back(alloca(VF));
             if (x.op == Op::logsumexp) x.b.push_back(alloca(VF));
+            if (x.two_pass) x.c.push_back(alloca(VF));
         }
         if (x.two_pass) {
             x.M = alloca(F);
+            x.Cnt = alloca(F);
             x.Sum = alloca(F);
         }
         reds.push_back(std::move(x));
@@ -329,7 +357,10 @@ void Em::emit_pass(const Pass& ps) {
     auto init_main = [&] {
         for (Red& r : reds) {
             if (r.two_pass) {
-                for (int u = 0; u < U; ++u) B.CreateStore(ConstantFP::get(VF, 0.0), r.b[static_cast<std::size_t>(u)]);
+                for (int u = 0; u < U; ++u) {
+                    B.CreateStore(ConstantFP::get(VF, 0.0), r.b[static_cast<std::size_t>(u)]);
+                    B.CreateStore(ConstantFP::get(VF, 0.0), r.c[static_cast<std::size_t>(u)]);
+                }
                 continue;
             }
             const double init = r.op == Op::amax || r.op == Op::logsumexp ? -INFINITY : 0.0;
@@ -373,16 +404,25 @@ void Em::emit_pass(const Pass& ps) {
                 AllocaInst* Sa = r.b[static_cast<std::size_t>(u)];
                 Value* s = B.CreateLoad(VF, Sa);
                 if (r.two_pass) {
-                    Value* e = emit_exp(B, B.CreateFSub(x, splat(block_max[k])));
-                    B.CreateStore(B.CreateFAdd(s, keep(e, ConstantFP::get(VF, 0.0))), Sa);
+                    // elements equal to the block's max are counted, not summed: the sum of the
+                    // others keeps its precision (a 1 in the accumulator would round it away)
+                    Value* bm = splat(block_max[k]);
+                    Value* e = emit_exp(B, B.CreateFSub(x, bm));
+                    Value* top = B.CreateFCmpOEQ(x, bm);
+                    if (mask) top = B.CreateAnd(top, mask);
+                    Value* zero = ConstantFP::get(VF, 0.0);
+                    B.CreateStore(B.CreateFAdd(s, B.CreateSelect(top, zero, keep(e, zero))), Sa);
+                    AllocaInst* Ca = r.c[static_cast<std::size_t>(u)];
+                    B.CreateStore(B.CreateFAdd(B.CreateLoad(VF, Ca), B.CreateSelect(top, ConstantFP::get(VF, 1.0), zero)), Ca);
                     break;
                 }
-                // online: running max m and sum s of exp(x - m), one exp per element
+                // online: running max m and the sum s of exp(x - m) over the lane's elements but
+                // its (one) maximal element, whose exp(0) = 1 is implicit: one exp per element
                 Value* m = B.CreateLoad(VF, A);
                 Value* gt = B.CreateFCmpOGT(x, m);
                 Value* e = emit_exp(B, B.CreateSelect(gt, B.CreateFSub(m, x), B.CreateFSub(x, m)));
                 e = B.CreateSelect(isneginf(x), ConstantFP::get(VF, 0.0), e);
-                Value* s1 = B.CreateSelect(gt, B.CreateFAdd(B.CreateFMul(s, e), ConstantFP::get(VF, 1.0)), B.CreateFAdd(s, e));
+                Value* s1 = B.CreateSelect(gt, B.CreateFMul(B.CreateFAdd(s, ConstantFP::get(VF, 1.0)), e), B.CreateFAdd(s, e));
                 Value* m1 = B.CreateSelect(gt, x, m);
                 B.CreateStore(keep(s1, s), Sa);
                 B.CreateStore(keep(m1, m), A);
@@ -413,6 +453,7 @@ void Em::emit_pass(const Pass& ps) {
         for (Red& r : reds)
             if (r.two_pass) {
                 B.CreateStore(cf(-INFINITY), r.M);
+                B.CreateStore(cf(0.0), r.Cnt);
                 B.CreateStore(cf(0.0), r.Sum);
             }
         // for (bs = 0; bs < K; bs += block)
@@ -447,28 +488,48 @@ void Em::emit_pass(const Pass& ps) {
             if (!r.two_pass) continue;
             Value* v = B.CreateLoad(VF, r.a[0]);
             for (int u = 1; u < U; ++u) v = B.CreateBinaryIntrinsic(Intrinsic::maxnum, v, B.CreateLoad(VF, r.a[static_cast<std::size_t>(u)]));
-            Value* bm = B.CreateFPMaxReduce(v);
+            Value* bm = hmax(v);
             bm_raw[k] = bm;
             // an all -inf block: subtract 0 instead, so exp(-inf - 0) = 0 (and NaN stays NaN)
             block_max[k] = B.CreateSelect(isneginf(bm), cf(0.0), bm);
-            for (int u = 0; u < U; ++u) B.CreateStore(ConstantFP::get(VF, 0.0), r.b[static_cast<std::size_t>(u)]);
+            for (int u = 0; u < U; ++u) {
+                B.CreateStore(ConstantFP::get(VF, 0.0), r.b[static_cast<std::size_t>(u)]);
+                B.CreateStore(ConstantFP::get(VF, 0.0), r.c[static_cast<std::size_t>(u)]);
+            }
         }
         emit_loop(b0, be, main_body);
         for (std::size_t k = 0; k < reds.size(); ++k) {
             Red& r = reds[k];
             if (!r.two_pass) continue;
             Value* v = B.CreateLoad(VF, r.b[0]);
-            for (int u = 1; u < U; ++u) v = B.CreateFAdd(v, B.CreateLoad(VF, r.b[static_cast<std::size_t>(u)]));
-            Value* sb = hsum(v);
+            Value* w = B.CreateLoad(VF, r.c[0]);
+            for (int u = 1; u < U; ++u) {
+                v = B.CreateFAdd(v, B.CreateLoad(VF, r.b[static_cast<std::size_t>(u)]));
+                w = B.CreateFAdd(w, B.CreateLoad(VF, r.c[static_cast<std::size_t>(u)]));
+            }
+            Value* sb = hsum(v);  // the block: sum exp(x - bm) = cb + sb
+            Value* cb = hsum(w);
             Value* bm = bm_raw[k];
+            if (P.K != 0 && P.K <= P.block) {  // the whole row is one block: nothing to merge
+                B.CreateStore(sb, r.Sum);
+                B.CreateStore(cb, r.Cnt);
+                B.CreateStore(bm, r.M);
+                continue;
+            }
             Value* Mo = B.CreateLoad(F, r.M);
+            Value* Co = B.CreateLoad(F, r.Cnt);
             Value* So = B.CreateLoad(F, r.Sum);
             Value* Mn = B.CreateBinaryIntrinsic(Intrinsic::maxnum, Mo, bm);
-            Value* t1 = B.CreateSelect(B.CreateFCmpOEQ(Mo, Mn), So, B.CreateFMul(So, emit_exp(B, B.CreateFSub(Mo, Mn))));
-            t1 = B.CreateSelect(isneginf(Mo), cf(0.0), t1);
-            Value* t2 = B.CreateSelect(B.CreateFCmpOEQ(bm, Mn), sb, B.CreateFMul(sb, emit_exp(B, B.CreateFSub(bm, Mn))));
-            t2 = B.CreateSelect(isneginf(bm), sb, t2);  // sb is 0 here unless NaN
+            // a part whose max is the new max keeps its count; another goes into the sum, scaled
+            // (an all -inf part has count 0 and sum 0 or NaN: 0 * exp(-inf) = 0, NaN stays)
+            Value* old_top = B.CreateFCmpOEQ(Mo, Mn);
+            Value* blk_top = B.CreateFCmpOEQ(bm, Mn);
+            Value* t1 = B.CreateSelect(old_top, So, B.CreateFMul(B.CreateFAdd(Co, So), emit_exp(B, B.CreateFSub(Mo, Mn))));
+            Value* t2 = B.CreateSelect(blk_top, sb, B.CreateFMul(B.CreateFAdd(cb, sb), emit_exp(B, B.CreateFSub(bm, Mn))));
+            Value* c1 = B.CreateSelect(old_top, Co, cf(0.0));
+            Value* c2 = B.CreateSelect(blk_top, cb, cf(0.0));
             B.CreateStore(B.CreateFAdd(t1, t2), r.Sum);
+            B.CreateStore(B.CreateFAdd(c1, c2), r.Cnt);
             B.CreateStore(Mn, r.M);
         }
         B.CreateStore(b1, bs);
@@ -499,28 +560,44 @@ void Em::emit_pass(const Pass& ps) {
             break;
         }
         case Op::logsumexp: {
+            // lse = hi + lo, hi the max, lo = log1p(the sum of exp(x - hi) but one 1): an all
+            // -inf row has no element counted, so log1p(-1) = -inf
+            Value *hi, *rest;
             if (r.two_pass) {
-                res = B.CreateFAdd(B.CreateLoad(F, r.M), emit_log(B, B.CreateLoad(F, r.Sum)));
-                break;
+                hi = B.CreateLoad(F, r.M);
+                rest = B.CreateFAdd(B.CreateFSub(B.CreateLoad(F, r.Cnt), cf(1.0)), B.CreateLoad(F, r.Sum));
+            } else {
+                std::vector<Value*> ms, ss;
+                Value* mv = nullptr;
+                for (int u = 0; u < U; ++u) {
+                    ms.push_back(B.CreateLoad(VF, r.a[static_cast<std::size_t>(u)]));
+                    ss.push_back(B.CreateLoad(VF, r.b[static_cast<std::size_t>(u)]));
+                    mv = mv ? B.CreateBinaryIntrinsic(Intrinsic::maxnum, mv, ms.back()) : ms.back();
+                }
+                hi = hmax(mv);
+                Value* Ms = splat(hi);
+                Value *tot = nullptr, *cnt = nullptr;
+                Value* one = ConstantFP::get(VF, 1.0);
+                Value* zero = ConstantFP::get(VF, 0.0);
+                for (int u = 0; u < U; ++u) {
+                    // lane: its sum s besides its max m, whose own 1 is implicit. Lanes at the
+                    // row's max are counted (their 1s), the others scaled by f = exp(m - hi)
+                    // (f = 0 for an all -inf lane: s is 0 there, or NaN and kept)
+                    Value* m = ms[static_cast<std::size_t>(u)];
+                    Value* s = ss[static_cast<std::size_t>(u)];
+                    Value* top = B.CreateFCmpOEQ(m, Ms);
+                    Value* f = B.CreateSelect(top, one, emit_exp(B, B.CreateFSub(m, Ms)));
+                    Value* t = B.CreateFAdd(B.CreateFMul(s, f), B.CreateSelect(top, zero, f));
+                    Value* c = B.CreateSelect(top, one, zero);
+                    tot = tot ? B.CreateFAdd(tot, t) : t;
+                    cnt = cnt ? B.CreateFAdd(cnt, c) : c;
+                }
+                rest = B.CreateFAdd(B.CreateFSub(hsum(cnt), cf(1.0)), hsum(tot));
             }
-            std::vector<Value*> ms, ss;
-            Value* mv = nullptr;
-            for (int u = 0; u < U; ++u) {
-                ms.push_back(B.CreateLoad(VF, r.a[static_cast<std::size_t>(u)]));
-                ss.push_back(B.CreateLoad(VF, r.b[static_cast<std::size_t>(u)]));
-                mv = mv ? B.CreateBinaryIntrinsic(Intrinsic::maxnum, mv, ms.back()) : ms.back();
-            }
-            Value* Mx = B.CreateFPMaxReduce(mv);
-            Value* Ms = splat(Mx);
-            Value* tot = nullptr;
-            for (int u = 0; u < U; ++u) {
-                Value* m = ms[static_cast<std::size_t>(u)];
-                Value* s = ss[static_cast<std::size_t>(u)];
-                Value* t = B.CreateSelect(B.CreateFCmpOEQ(m, Ms), s, B.CreateFMul(s, emit_exp(B, B.CreateFSub(m, Ms))));
-                t = B.CreateSelect(isneginf(m), B.CreateSelect(B.CreateFCmpUNO(s, s), s, ConstantFP::get(VF, 0.0)), t);
-                tot = tot ? B.CreateFAdd(tot, t) : t;
-            }
-            res = B.CreateFAdd(Mx, emit_log(B, hsum(tot)));
+            Value* lo = emit_log1p(B, rest);
+            lse_hi[static_cast<std::size_t>(r.node)] = hi;
+            lse_lo[static_cast<std::size_t>(r.node)] = lo;
+            res = B.CreateFAdd(hi, lo);
             break;
         }
         default: break;
@@ -555,7 +632,7 @@ void emit_function(Em& e, const std::string& name) {
     auto& C = e.C;
     const Plan& P = e.P;
     Type* ptr = PointerType::getUnqual(C);
-    auto* fty = FunctionType::get(Type::getVoidTy(C), {e.I64, e.I64, e.I64, ptr, ptr, ptr, ptr}, false);
+    auto* fty = FunctionType::get(Type::getVoidTy(C), {e.I64, e.I64, e.I64, ptr, ptr, ptr, ptr, e.I64, ptr}, false);
     Function* fn = Function::Create(fty, Function::ExternalLinkage, name, e.M);
     e.fn = fn;
     fn->addFnAttr(Attribute::NoUnwind);
@@ -570,7 +647,10 @@ void emit_function(Em& e, const std::string& name) {
     Value* strides = &*arg++;
     Value* scales = &*arg++;
     Value* sums = &*arg++;
-    for (unsigned i = 3; i < 7; ++i) fn->addParamAttr(i, Attribute::NoAlias);
+    Value* ignore = &*arg++;
+    Value* state = &*arg++;
+    for (unsigned i : {3u, 4u, 5u, 6u, 8u}) fn->addParamAttr(i, Attribute::NoAlias);
+    Type* I8 = Type::getInt8Ty(C);
 
     BasicBlock* entry = BasicBlock::Create(C, "entry", fn);
     B.SetInsertPoint(entry);
@@ -591,11 +671,26 @@ void emit_function(Em& e, const std::string& name) {
         }
     for (std::size_t s = 0; s < ns; ++s)
         if (acc[s]) B.CreateStore(ConstantFP::get(e.D, 0.0), acc[s]);
+    AllocaInst* skipped_acc = B.CreateAlloca(e.D);  // rows skipped for a logsumexp of -inf
+    B.CreateStore(ConstantFP::get(e.D, 0.0), skipped_acc);
     AllocaInst* row = B.CreateAlloca(e.I64);
     B.CreateStore(rb, row);
     BasicBlock* cond = BasicBlock::Create(C, "row.cond", fn);
     BasicBlock* body = BasicBlock::Create(C, "row.body", fn);
+    BasicBlock* next = BasicBlock::Create(C, "row.next", fn);
     BasicBlock* done = BasicBlock::Create(C, "done", fn);
+    // skipped rows: one block, entered with the row's state (1 ignored, 2 logsumexp -inf)
+    BasicBlock* skip = nullptr;
+    std::vector<std::pair<BasicBlock*, int>> skip_from;
+    MDBuilder md(C);
+    auto skip_if = [&](Value* c, int why, const char* name) {
+        if (!skip) skip = BasicBlock::Create(C, "row.skip", fn);
+        BasicBlock* go = BasicBlock::Create(C, name, fn);
+        skip_from.emplace_back(B.GetInsertBlock(), why);
+        // ignored rows may be common (padding); a fully masked row is rare
+        B.CreateCondBr(c, skip, go, why == 2 ? md.createBranchWeights(1, 1 << 12) : nullptr);
+        B.SetInsertPoint(go);
+    };
     B.CreateBr(cond);
     B.SetInsertPoint(cond);
     Value* r = B.CreateLoad(e.I64, row);
@@ -613,6 +708,16 @@ void emit_function(Em& e, const std::string& name) {
             if (P.slots[s].dtype == DType::i32) y = B.CreateSExt(y, e.I64);
             e.label_val[static_cast<std::size_t>(P.slot_node[s])] = y;
         }
+    // a label equal to ignore_index: the row is skipped before anything else of it is read
+    {
+        Value* ign = nullptr;
+        for (std::size_t s = 0; s < ns; ++s)
+            if (!P.slots[s].output && P.slots[s].kind == InputKind::label) {
+                Value* eq = B.CreateICmpEQ(e.label_val[static_cast<std::size_t>(P.slot_node[s])], ignore);
+                ign = ign ? B.CreateOr(ign, eq) : eq;
+            }
+        if (ign) skip_if(ign, 1, "row.valid");
+    }
 
     // liveness, for forcing gathers early
     std::vector<bool> live(static_cast<std::size_t>(P.g.size()), false);
@@ -632,6 +737,14 @@ void emit_function(Em& e, const std::string& name) {
             if (live[static_cast<std::size_t>(i)] && P.g[i].op == Op::at && P.depth[static_cast<std::size_t>(i)] <= static_cast<int>(k))
                 e.S(i);
         e.emit_pass(P.passes[k]);
+        // a logsumexp of -inf (every element -inf: a fully masked row): the row is skipped
+        Value* neg = nullptr;
+        for (int red : P.passes[k].reductions)
+            if (P.g[red].op == Op::logsumexp) {
+                Value* c = e.isneginf(e.reduced[static_cast<std::size_t>(red)]);
+                neg = neg ? B.CreateOr(neg, c) : c;
+            }
+        if (neg) skip_if(neg, 2, "row.unmasked");
     }
     e.new_stage();
     for (std::size_t s = 0; s < ns; ++s) {
@@ -643,6 +756,40 @@ void emit_function(Em& e, const std::string& name) {
         const DType dt = P.slots[s].dtype;
         B.CreateAlignedStore(e.to_storage(v, dt), e.row_base[s], Align(size_of(dt)));
     }
+    B.CreateStore(ConstantInt::get(I8, 0), B.CreateGEP(I8, state, r));
+    B.CreateBr(next);
+
+    if (skip) {
+        // every output of the row is 0; scalar outputs add nothing to the sums
+        B.SetInsertPoint(skip);
+        PHINode* why = B.CreatePHI(I8, static_cast<unsigned>(skip_from.size()));
+        for (auto& [from, w] : skip_from) why->addIncoming(ConstantInt::get(I8, static_cast<std::uint64_t>(w)), from);
+        B.CreateStore(why, B.CreateGEP(I8, state, r));
+        Value* masked = B.CreateICmpEQ(why, ConstantInt::get(I8, 2));
+        B.CreateStore(B.CreateFAdd(B.CreateLoad(e.D, skipped_acc), B.CreateSelect(masked, ConstantFP::get(e.D, 1.0), ConstantFP::get(e.D, 0.0))),
+                      skipped_acc);
+        bool any_vector = false;
+        for (std::size_t s = 0; s < ns; ++s) any_vector = any_vector || (P.slots[s].output && P.slots[s].vector);
+        if (any_vector)
+            e.emit_loop(ConstantInt::get(e.I64, 0), e.K, [&](Value* i, Value* mask, int) {
+                for (std::size_t s = 0; s < ns; ++s) {
+                    if (!P.slots[s].output || !P.slots[s].vector) continue;
+                    const DType d = P.slots[s].dtype;
+                    Value* z = Constant::getNullValue(FixedVectorType::get(e.storage(d), static_cast<unsigned>(e.VW)));
+                    Value* p = e.element_ptr(static_cast<int>(s), i);
+                    if (mask) B.CreateMaskedStore(z, p, Align(size_of(d)), mask);
+                    else B.CreateAlignedStore(z, p, Align(size_of(d)));
+                }
+            });
+        for (std::size_t s = 0; s < ns; ++s)
+            if (acc[s]) {
+                const DType dt = P.slots[s].dtype;
+                B.CreateAlignedStore(e.to_storage(e.cf(0.0), dt), e.row_base[s], Align(size_of(dt)));
+            }
+        B.CreateBr(next);
+    }
+
+    B.SetInsertPoint(next);
     B.CreateStore(B.CreateAdd(r, ConstantInt::get(e.I64, 1)), row);
     B.CreateBr(cond);
 
@@ -652,6 +799,10 @@ void emit_function(Em& e, const std::string& name) {
             Value* p = B.CreateConstGEP1_64(e.D, sums, s);
             B.CreateStore(B.CreateFAdd(B.CreateLoad(e.D, p), B.CreateLoad(e.D, acc[s])), p);
         }
+    {
+        Value* p = B.CreateConstGEP1_64(e.D, sums, ns);
+        B.CreateStore(B.CreateFAdd(B.CreateLoad(e.D, p), B.CreateLoad(e.D, skipped_acc)), p);
+    }
     B.CreateRetVoid();
 }
 
@@ -683,9 +834,32 @@ Value* v_elementwise(Em& e, int i, Ctx& c) {
 
 Value* v_softmax(Em& e, int i, Ctx& c) {
     const Node& n = e.P.g[i];
-    Value* lse = e.S(e.P.lse_of[static_cast<std::size_t>(i)]);
-    Value* x = e.B.CreateFSub(e.V(n.a, c), c.mode == Ctx::lanes ? e.splat(lse) : lse);
+    const int l = e.P.lse_of[static_cast<std::size_t>(i)];
+    Value* lse = e.S(l);
+    auto lanes = [&](Value* s) { return c.mode == Ctx::lanes ? e.splat(s) : s; };
+    Value* x;
+    if (Value* hi = e.lse_hi[static_cast<std::size_t>(l)])  // (x - max) - log(sum): exact near the max
+        x = e.B.CreateFSub(e.B.CreateFSub(e.V(n.a, c), lanes(hi)), lanes(e.lse_lo[static_cast<std::size_t>(l)]));
+    else
+        x = e.B.CreateFSub(e.V(n.a, c), lanes(lse));
     return n.op == Op::softmax ? emit_exp(e.B, x) : x;
+}
+
+// a - b, where a logsumexp operand reduced in a pass is taken as hi + lo: lse - x = (hi - x) + lo,
+// so that a loss such as logsumexp(u) - at(u, y) near 0 keeps its relative precision.
+Value* m_sub(Em& e, int i, Value* a, Value* b) {
+    auto& B = e.B;
+    const Node& n = e.P.g[i];
+    auto part = [&](int node, bool high, Value* like) -> Value* {
+        Value* v = high ? e.lse_hi[static_cast<std::size_t>(node)] : e.lse_lo[static_cast<std::size_t>(node)];
+        return like->getType()->isVectorTy() ? e.splat(v) : v;
+    };
+    const bool sa = !e.vec(n.a) && e.lse_hi[static_cast<std::size_t>(n.a)] != nullptr;
+    const bool sb = !e.vec(n.b) && e.lse_hi[static_cast<std::size_t>(n.b)] != nullptr;
+    if (sa && sb) return B.CreateFSub(B.CreateFAdd(B.CreateFSub(part(n.a, true, a), part(n.b, true, b)), part(n.a, false, a)), part(n.b, false, b));
+    if (sa) return B.CreateFAdd(B.CreateFSub(part(n.a, true, a), b), part(n.a, false, a));
+    if (sb) return B.CreateFSub(B.CreateFSub(a, part(n.b, true, b)), part(n.b, false, b));
+    return B.CreateFSub(a, b);
 }
 
 Value* v_onehot(Em& e, int i, Ctx& c) {
@@ -794,7 +968,7 @@ const std::array<OpEmitter, op_count>& table() {
                                     e.B.CreateSelect(e.B.CreateFCmpOLT(a, z), z, a));
         });
         set(Op::add, v_elementwise, [](Em& e, int, Value* a, Value* b) -> Value* { return e.B.CreateFAdd(a, b); });
-        set(Op::sub, v_elementwise, [](Em& e, int, Value* a, Value* b) -> Value* { return e.B.CreateFSub(a, b); });
+        set(Op::sub, v_elementwise, m_sub);
         set(Op::mul, v_elementwise, [](Em& e, int i, Value* a, Value* b) -> Value* { return e.mul0(a, b, e.P.g[i].a, e.P.g[i].b); });
         set(Op::div, v_elementwise, [](Em& e, int, Value* a, Value* b) -> Value* { return e.B.CreateFDiv(a, b); });
         set(Op::pow, v_elementwise, m_pow);

@@ -1,11 +1,16 @@
 // Codegen: a Plan (schedule.hpp) becomes one LLVM function, built with IRBuilder.
 //
-// The function's ABI (abi.hpp) runs rows [row_begin, row_end) of a batch:
+// The function's ABI (engine.hpp's KernelFn) runs rows [row_begin, row_end) of a batch:
 //     void kernel(i64 row_begin, i64 row_end, i64 K, ptr* data, i64* strides, double* scales,
-//                 double* sums)
+//                 double* sums, i64 ignore_index, u8* row_state)
 // data/strides: one entry per Plan::slots (inputs, then outputs; strides in elements);
 // scales: one per slot, the factor applied to a vector output when it is stored;
-// sums: one per slot, where the kernel adds the sum over its rows of each scalar output.
+// sums: one per slot plus one, where the kernel adds the sum over its rows of each scalar
+//   output, and at [slots] the number of rows it skipped for a logsumexp of -inf;
+// ignore_index: a row with any label equal to it is skipped (INT64_MIN: none is);
+// row_state: one byte per row of the batch (indexed by the row), written for every row run:
+//   0 computed, 1 skipped for ignore_index, 2 skipped for a logsumexp of -inf. A skipped row's
+//   outputs are all 0 and add nothing to the sums.
 #pragma once
 
 #include <memory>

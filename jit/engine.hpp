@@ -14,7 +14,8 @@ namespace lossjit::jit {
 const Target& host();
 
 using KernelFn = void (*)(std::int64_t row_begin, std::int64_t row_end, std::int64_t K, void* const* data,
-                          const std::int64_t* strides, const double* scales, double* sums);
+                          const std::int64_t* strides, const double* scales, double* sums, std::int64_t ignore_index,
+                          std::uint8_t* row_state);  // see codegen.hpp
 
 struct Compiled {
     KernelFn fn = nullptr;

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <future>
 #include <iostream>
+#include <limits>
 #include <mutex>
 #include <unordered_map>
 
@@ -225,6 +226,49 @@ Range extent(const Array& a, std::size_t rows) {
     return {p, p + elems * size_of(a.dtype)};
 }
 
+// One element of a bound floating array (row r, column j; stride 0 repeats one row).
+double element(const Array& a, std::size_t r, std::size_t j) {
+    const std::size_t i = r * a.stride + j;
+    switch (a.dtype) {
+    case DType::f32: return static_cast<const float*>(a.data)[i];
+    case DType::f64: return static_cast<const double*>(a.data)[i];
+    case DType::bf16: return static_cast<const bf16*>(a.data)[i].to_float();
+    default: return 0;
+    }
+}
+std::int64_t label(const Array& a, std::size_t r) {
+    return a.dtype == DType::i32 ? static_cast<const std::int32_t*>(a.data)[r * a.stride] : static_cast<const std::int64_t*>(a.data)[r * a.stride];
+}
+std::string number(double v) {
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%.9g", v);
+    return buf;
+}
+
+// Multiplies the vector outputs of the rows computed (state 0) by f.
+void rescale(const jit::Plan& p, const std::vector<const Array*>& bound, const std::uint8_t* state, std::size_t N, std::size_t K, double f,
+             int T) {
+    for (std::size_t s = 0; s < p.slots.size(); ++s) {
+        if (!p.slots[s].output || !p.slots[s].vector || !bound[s]) continue;
+        const Array a = *bound[s];
+#pragma omp parallel for num_threads(T) schedule(static)
+        for (std::int64_t r = 0; r < static_cast<std::int64_t>(N); ++r) {
+            if (state[r] != 0) continue;
+            const std::size_t base = static_cast<std::size_t>(r) * a.stride;
+            for (std::size_t j = 0; j < K; ++j) switch (a.dtype) {
+                case DType::f32: static_cast<float*>(a.data)[base + j] = static_cast<float>(static_cast<float*>(a.data)[base + j] * f); break;
+                case DType::f64: static_cast<double*>(a.data)[base + j] *= f; break;
+                case DType::bf16: {
+                    bf16& x = static_cast<bf16*>(a.data)[base + j];
+                    x = bf16::from_float(static_cast<float>(x.to_float() * f));
+                    break;
+                }
+                default: break;
+                }
+        }
+    }
+}
+
 }  // namespace
 
 Result Kernel::run(const Batch& batch) const {
@@ -289,18 +333,6 @@ Result Kernel::run(const Batch& batch) const {
             throw error("run: '" + sl.name + "' has row stride " + std::to_string(a->stride) + " < K = " + std::to_string(K));
         if (!sl.vector && sl.output && a->stride == 0) throw error("run: output '" + sl.name + "' has stride 0");
     }
-    // labels in [0, K)
-    for (std::size_t s = 0; s < ns; ++s) {
-        const Array* a = bound[s];
-        if (!a || p.slots[s].kind != InputKind::label || p.slots[s].output) continue;
-        for (std::size_t r = 0; r < N; ++r) {
-            const std::int64_t y = a->dtype == DType::i32 ? static_cast<const std::int32_t*>(a->data)[r * a->stride]
-                                                          : static_cast<const std::int64_t*>(a->data)[r * a->stride];
-            if (y < 0 || static_cast<std::uint64_t>(y) >= K)
-                throw error("run: label '" + p.slots[s].name + "' at row " + std::to_string(r) + " is " + std::to_string(y) +
-                            ", outside [0, " + std::to_string(K) + ")");
-        }
-    }
     // outputs may overlap an input only exactly (in place: same pointer, stride and type)
     for (std::size_t o = 0; o < ns; ++o) {
         if (!bound[o] || !p.slots[o].output) continue;
@@ -325,6 +357,72 @@ Result Kernel::run(const Batch& batch) const {
         scales[s] = v;
     }
 
+    // Labels, weights and the mean's denominator: a pre-pass over the labels (and the rows of
+    // the class weights they select), before anything is written.
+    std::vector<std::size_t> label_slots, weight_slots;
+    for (std::size_t s = 0; s < ns; ++s) {
+        if (p.slots[s].output || !bound[s]) continue;
+        if (p.slots[s].kind == InputKind::label) label_slots.push_back(s);
+        if (p.slots[s].kind == InputKind::weights && p.slots[s].vector) weight_slots.push_back(s);
+    }
+    if (label_slots.empty() && batch.ignore_mode() == Batch::Ignore::set)
+        throw error("run: ignore_index is set, but the kernel has no label input");
+    const bool ignoring = !label_slots.empty() && batch.ignore_mode() != Batch::Ignore::off;
+    const std::int64_t ignore = ignoring ? batch.ignore_value() : std::numeric_limits<std::int64_t>::min();
+    std::size_t wslot = ns, wlabel = ns;  // weighted mean: its weights and label slots
+    if (!batch.mean_weights().empty()) {
+        for (std::size_t s : weight_slots)
+            if (p.slots[s].name == batch.mean_weights()) wslot = s;
+        if (wslot == ns)
+            throw error("run: weighted_mean(\"" + batch.mean_weights() + "\"): the kernel has no weights input of that name; it has: " +
+                        names(p.slots));
+        if (!batch.mean_label().empty()) {
+            for (std::size_t s : label_slots)
+                if (p.slots[s].name == batch.mean_label()) wlabel = s;
+            if (wlabel == ns) throw error("run: weighted_mean: the kernel has no label input named '" + batch.mean_label() + "'");
+        } else {
+            if (label_slots.size() != 1)
+                throw error("run: weighted_mean(\"" + batch.mean_weights() + "\") needs a label input to select the weights; the kernel has " +
+                            std::to_string(label_slots.size()) + (label_slots.empty() ? "" : ": name it, weighted_mean(w, label)"));
+            wlabel = label_slots[0];
+        }
+    }
+    for (std::size_t s : weight_slots) {
+        const Array& a = *bound[s];
+        const std::size_t rows = a.stride == 0 ? 1 : N;
+        for (std::size_t r = 0; r < rows; ++r)
+            for (std::size_t j = 0; j < K; ++j) {
+                const double v = element(a, r, j);
+                if (v < 0)
+                    throw error("run: weights '" + p.slots[s].name + "' has a negative value, " + number(v) + ", at " +
+                                (a.stride == 0 ? std::string() : "row " + std::to_string(r) + ", ") + "element " + std::to_string(j) +
+                                " (weights must be >= 0)");
+            }
+    }
+    std::size_t counted = 0;
+    double weight_sum = 0;
+    for (std::size_t r = 0; r < N; ++r) {
+        bool skipped = false;
+        for (std::size_t s : label_slots) {
+            const std::int64_t y = label(*bound[s], r);
+            if (ignoring && y == ignore) {
+                skipped = true;
+                continue;
+            }
+            if (y < 0 || static_cast<std::uint64_t>(y) >= K)
+                throw error("run: label '" + p.slots[s].name + "' at row " + std::to_string(r) + " is " + std::to_string(y) + ", outside [0, " +
+                            std::to_string(K) + ")" + (ignoring ? " and not ignore_index " + std::to_string(ignore) : std::string()));
+        }
+        if (skipped) continue;
+        ++counted;
+        if (wslot != ns) weight_sum += element(*bound[wslot], r, static_cast<std::size_t>(label(*bound[wlabel], r)));
+    }
+    const Reduction red = batch.reduction();
+    const double denom0 = wslot != ns ? weight_sum : static_cast<double>(counted);
+    const double red_scale = red != Reduction::mean ? 1.0 : denom0 > 0 ? 1.0 / denom0 : 0.0;
+    for (std::size_t s = 0; s < ns; ++s)
+        if (p.slots[s].output && p.slots[s].vector) scales[s] *= red_scale;
+
     std::vector<void*> data(ns, nullptr);
     std::vector<std::int64_t> strides(ns, 0);
     for (std::size_t s = 0; s < ns; ++s)
@@ -334,10 +432,13 @@ Result Kernel::run(const Batch& batch) const {
         }
     Result res;
     res.rows = N;
+    res.reduction = red;
     int T = batch.thread_count() > 0 ? batch.thread_count() : omp_get_max_threads();
     const std::size_t work = N * K;
     T = static_cast<int>(std::min<std::size_t>({static_cast<std::size_t>(T), N ? N : 1, std::max<std::size_t>(1, work / 8192)}));
-    std::vector<double> sums(static_cast<std::size_t>(T) * ns, 0.0);
+    const std::size_t nsum = ns + 1;  // per thread: one per slot, then the count of masked rows
+    std::vector<double> sums(static_cast<std::size_t>(T) * nsum, 0.0);
+    std::unique_ptr<std::uint8_t[]> state(new std::uint8_t[N ? N : 1]);  // written by the kernel, every row
     const jit::KernelFn fn = k.code.fn;
     const auto Kv = static_cast<std::int64_t>(K);
     // Unbound per-row outputs are written to a per-thread scratch value (stride 0), so the
@@ -347,7 +448,7 @@ Result Kernel::run(const Batch& batch) const {
         std::vector<void*> d = data;
         for (auto& x : d)
             if (x == nullptr) x = &scratch;
-        fn(rb, re, Kv, d.data(), strides.data(), scales.data(), sums.data() + static_cast<std::size_t>(t) * ns);
+        fn(rb, re, Kv, d.data(), strides.data(), scales.data(), sums.data() + static_cast<std::size_t>(t) * nsum, ignore, state.get());
     };
     if (N > 0) {
         if (T == 1) {
@@ -362,8 +463,23 @@ Result Kernel::run(const Batch& batch) const {
     for (std::size_t s = 0; s < ns; ++s) {
         if (!p.slots[s].output || p.slots[s].vector) continue;
         double tot = 0;
-        for (int t = 0; t < T; ++t) tot += sums[static_cast<std::size_t>(t) * ns + s];
+        for (int t = 0; t < T; ++t) tot += sums[static_cast<std::size_t>(t) * nsum + s];
         res.sums.emplace_back(p.slots[s].name, tot);
+    }
+    double masked = 0;
+    for (int t = 0; t < T; ++t) masked += sums[static_cast<std::size_t>(t) * nsum + ns];
+    res.masked = static_cast<std::size_t>(masked);
+    res.ignored = N - counted;
+    res.counted = counted - res.masked;
+    res.denominator = denom0;
+    if (res.masked > 0) {
+        // Rare: fully masked rows found inside the kernel are not counted. The denominator is
+        // summed again over the rows computed, and their stored gradients rescaled for a mean.
+        double d = 0;
+        for (std::size_t r = 0; r < N; ++r)
+            if (state[r] == 0) d += wslot != ns ? element(*bound[wslot], r, static_cast<std::size_t>(label(*bound[wlabel], r))) : 1.0;
+        res.denominator = d;
+        if (red == Reduction::mean && denom0 > 0) rescale(p, bound, state.get(), N, K, d > 0 ? denom0 / d : 0.0, T);
     }
     return res;
 }

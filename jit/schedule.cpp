@@ -251,6 +251,9 @@ std::string to_string(const Plan& p) {
     for (const Slot& s : p.slots)
         os << " " << (s.output ? "out " : "") << s.name << ":" << (s.vector ? "row " : "") << to_string(s.dtype);
     os << "\n";
+    bool labels = false;
+    for (const Slot& s : p.slots) labels = labels || (!s.output && s.kind == InputKind::label);
+    if (labels) os << "  a row whose label is ignore_index: skipped before it is read (outputs 0, not counted)\n";
     std::vector<bool> shown(static_cast<std::size_t>(g.size()), false);
     auto stage = [&](int d) {
         // scalar nodes known at this depth that are not leaves
@@ -294,6 +297,9 @@ std::string to_string(const Plan& p) {
         for (int w : ps.writes)
             os << "    write " << g.outputs()[static_cast<std::size_t>(w)].name.view() << " = "
                << node_text(g, g.outputs()[static_cast<std::size_t>(w)].root) << "\n";
+        bool lse = false;
+        for (int r : ps.reductions) lse = lse || g[r].op == Op::logsumexp;
+        if (lse) os << "    then a row with a logsumexp of -inf (fully masked): skipped (outputs 0, not counted)\n";
     }
     stage(1 << 20);
     for (const Output& o : g.outputs())

@@ -12,6 +12,12 @@
 //      .bind("loss", lossjit::column(row_loss, N));        // scalar outputs: optional
 //     lossjit::Result r = k.run(b);                        // r.sum("loss"): sum over rows
 //
+// Batch semantics, as PyTorch's F.cross_entropy (see Batch below):
+//     b.reduction(lossjit::Reduction::mean);  // none (default) | sum | mean: scales the gradients
+//     b.ignore_index(-100);                   // the default for kernels with a label input
+//     b.weighted_mean("w");                   // mean dividing by the sum of w[y] (weight=)
+//     double loss = k.run(b).loss();          // the reduced loss
+//
 // This header does not include LLVM; it compiles alone.
 #pragma once
 
@@ -120,7 +126,35 @@ struct CompileOptions {
     bool cache = true;      // use the in-process kernel cache (and disk cache if enabled)
 };
 
+// How the per-row losses of a batch combine, as PyTorch's `reduction=`. The per-row values
+// written to a bound "loss" column are always the unreduced ones; the reduction decides
+// Result::loss() and the factor every vector output (gradient) is multiplied by as it is stored:
+//   none: the gradient of each row's own loss (PyTorch's backward of reduction='none' with a
+//         gradient of ones); Result::loss() is the sum of the rows' losses.
+//   sum:  the same gradients; Result::loss() is the sum.
+//   mean: gradients times 1/D and Result::loss() = sum / D, where D is the number of counted
+//         rows (neither ignored nor fully masked), or with weighted_mean("w") the sum of w[y]
+//         over the counted rows (PyTorch's `weight=`; also with label smoothing). D = 0 (every
+//         row ignored, or zero weights): loss 0 and gradients 0, not NaN (PyTorch gives NaN).
+enum class Reduction : std::uint8_t { none, sum, mean };
+
+constexpr std::string_view to_string(Reduction r) {
+    return r == Reduction::none ? "none" : r == Reduction::sum ? "sum" : "mean";
+}
+
 // Bindings by name and run-time settings for one run.
+//
+// Rows a run skips: every output of a skipped row is 0 (loss, extra outputs, gradients), it
+// adds nothing to the sums and is not counted in a mean; its inputs are not read past the label.
+//   - ignored rows: a label input equals ignore_index (default -100, PyTorch's, for kernels with
+//     a label input). Every other label must lie in [0, K).
+//   - fully masked rows: a logsumexp the kernel computes is -inf (every logit of the row is -inf,
+//     so no class is possible); PyTorch gives NaN there. Found inside the kernel; when it changes
+//     the mean's denominator, the gradients already stored are rescaled (a pass only then).
+// A row with NaN among its inputs is not skipped: its loss and gradient are NaN. Errors raised
+// before anything is written: a label outside [0, K) that is not ignore_index, a negative value
+// in any bound weights input (class weights, BCE targets, pos_weight), naming input, row,
+// element and value.
 class Batch {
 public:
     // Binds an input or an output of the kernel by name.
@@ -143,26 +177,80 @@ public:
         scales_.emplace_back(std::string(output), s);
         return *this;
     }
+    // none (default), sum or mean; see Reduction.
+    Batch& reduction(Reduction r) {
+        reduction_ = r;
+        return *this;
+    }
+    // Rows whose label equals `v` are skipped (loss 0, gradient 0, not counted). The default,
+    // -100, applies to kernels with a label input; setting it on a kernel without one is an error.
+    Batch& ignore_index(std::int64_t v) {
+        ignore_ = v;
+        ignore_mode_ = Ignore::set;
+        return *this;
+    }
+    // No label value is ignored: every label must lie in [0, K).
+    Batch& no_ignore_index() {
+        ignore_mode_ = Ignore::off;
+        return *this;
+    }
+    // Reduction mean with PyTorch's class-weighted denominator: the sum of weights[label] over
+    // the counted rows. `weights` names a weights input of the kernel (one row, or one per row);
+    // `label` its label input, needed only when the kernel has several.
+    Batch& weighted_mean(std::string_view weights, std::string_view label = {}) {
+        reduction_ = Reduction::mean;
+        mean_weights_ = std::string(weights);
+        mean_label_ = std::string(label);
+        return *this;
+    }
     const std::vector<std::pair<std::string, Array>>& arrays() const { return arrays_; }
     const std::vector<std::pair<std::string, double>>& scales() const { return scales_; }
     int thread_count() const { return threads_; }
+    Reduction reduction() const { return reduction_; }
+    enum class Ignore : std::uint8_t { default_, set, off };
+    Ignore ignore_mode() const { return ignore_mode_; }
+    std::int64_t ignore_value() const { return ignore_mode_ == Ignore::set ? ignore_ : -100; }
+    const std::string& mean_weights() const { return mean_weights_; }
+    const std::string& mean_label() const { return mean_label_; }
 
 private:
     std::vector<std::pair<std::string, Array>> arrays_;
     std::vector<std::pair<std::string, double>> scales_;
     int threads_ = 0;
+    Reduction reduction_ = Reduction::none;
+    Ignore ignore_mode_ = Ignore::default_;
+    std::int64_t ignore_ = -100;
+    std::string mean_weights_, mean_label_;
 };
 
-// What a run returns: the sum over rows of every scalar output (double accumulation).
+// What a run returns: the sum over rows of every scalar output (double accumulation), the
+// counts of skipped rows and the reduced loss.
 struct Result {
-    std::size_t rows = 0;
+    std::size_t rows = 0;       // N
+    std::size_t ignored = 0;    // rows skipped for ignore_index
+    std::size_t masked = 0;     // rows skipped for a logsumexp of -inf
+    std::size_t counted = 0;    // rows - ignored - masked
+    double denominator = 0;     // what reduction mean divides by: counted, or the sum of w[y]
+    Reduction reduction = Reduction::none;
     std::vector<std::pair<std::string, double>> sums;
+
     double sum(std::string_view name) const {
         for (auto& [n, s] : sums)
             if (n == name) return s;
         throw error("Result: no scalar output named '" + std::string(name) + "'");
     }
-    double mean(std::string_view name) const { return rows ? sum(name) / static_cast<double>(rows) : 0.0; }
+    // The sum over the counted rows divided by their number (0 when none is counted, unless
+    // the sum is NaN).
+    double mean(std::string_view name) const { return divide(sum(name), static_cast<double>(counted)); }
+    // The output reduced as the batch asked: the sum (none, sum) or the sum / denominator (mean).
+    double reduced(std::string_view name) const {
+        return reduction == Reduction::mean ? divide(sum(name), denominator) : sum(name);
+    }
+    // The reduced loss: reduced("loss").
+    double loss() const { return reduced("loss"); }
+
+private:
+    static double divide(double s, double d) { return d > 0 ? s / d : s != s ? s : 0.0; }
 };
 
 // One argument of a kernel, in the order the machine code receives them.

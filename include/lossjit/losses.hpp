@@ -4,8 +4,9 @@
 // are given when a kernel is compiled (CompileOptions::params), so one kernel serves any value.
 //
 // Each comment gives the formula per row and the gradient the simplifier derives (tested in
-// tests/core/test_losses.cpp). Batch-level options (reduction, ignore_index, the weighted mean's
-// denominator) are the runner's business: see lossjit/batch_loss.hpp.
+// tests/core/test_losses.cpp; tests/pytorch compares them with PyTorch's own values). Batch-level
+// options (reduction, ignore_index, the weighted mean's denominator) are set on the kernel's run:
+// see lossjit::Batch in lossjit/kernel.hpp.
 #pragma once
 
 #include "lossjit/expr.hpp"

@@ -83,8 +83,10 @@ TEST_CASE("errors: a label out of range names the row and the value") {
     Setup s;
     s.y[2] = 10;
     CHECK_THROWS_WITH(ce().run(s.batch()), Contains("label 'y' at row 2 is 10, outside [0, 10)"));
+    s.y[2] = -101;  // -100 is the default ignore_index (tests/jit/test_batch.cpp)
+    CHECK_THROWS_WITH(ce().run(s.batch()), Contains("at row 2 is -101") && Contains("not ignore_index -100"));
     s.y[2] = -100;
-    CHECK_THROWS_WITH(ce().run(s.batch()), Contains("at row 2 is -100"));
+    CHECK_THROWS_WITH(ce().run(s.batch().no_ignore_index()), Contains("at row 2 is -100, outside [0, 10)"));
     CHECK(s.untouched());
 }
 
