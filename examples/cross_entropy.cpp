@@ -55,5 +55,26 @@ int main() {
     worst = std::max(worst, run(lossjit::compile(L::weighted_cross_entropy(), lossjit::wrt(u), options)));
     example::show("label smoothing 0.1 (PyTorch's convention)", L::label_smoothing_cross_entropy(), u);
     worst = std::max(worst, run(lossjit::compile(L::label_smoothing_cross_entropy(), lossjit::wrt(u), smoothing)));
+
+    // PyTorch's F.cross_entropy(u, y, weight=w, ignore_index=-100, reduction="mean"): row 3 is
+    // ignored; the mean divides by the sum of w[y] over the other rows
+    labels[3] = -100;
+    const lossjit::Kernel weighted = lossjit::compile(L::weighted_cross_entropy(), lossjit::wrt(u));
+    lossjit::Batch b;
+    b.bind("u", lossjit::matrix(logits.data(), N, K)).bind("y", lossjit::column(labels.data(), N))
+        .bind("w", lossjit::shared_row(weights.data(), K)).bind("grad.u", lossjit::matrix(grad.data(), N, K))
+        .bind("loss", lossjit::column(loss.data(), N));
+    b.reduction(lossjit::Reduction::mean).weighted_mean("w");
+    const lossjit::Result r = weighted.run(b);
+    double total = 0, weight = 0;
+    for (std::size_t i = 0; i < N; ++i)
+        if (labels[i] != -100) {
+            total += loss[i];
+            weight += weights[static_cast<std::size_t>(labels[i])];
+        }
+    std::printf("== weighted mean with an ignored row\n  loss %.6f (by hand %.6f); %zu rows ignored, %zu counted, denominator %.3g;"
+                " the ignored row's gradient is %g\n",
+                r.loss(), total / weight, r.ignored, r.counted, r.denominator, grad[3 * K]);
+    worst = std::max(worst, std::fabs(r.loss() - total / weight));
     return worst < 1e-5 ? 0 : 1;
 }
