@@ -236,9 +236,52 @@ public:
         return B.CreateSelect(B.CreateOr(za, zb), z, r);
     }
 
-    void emit_loop(Value* begin, Value* end, const std::function<void(Value*, Value*, int)>& body);
+    void emit_loop(Value* begin, Value* end, const std::function<void(Value*, Value*, int)>& body, int copies = 0);
     void new_stage();
-    void emit_pass(const Pass& ps);
+    void emit_pass(const Pass& ps, bool last);
+
+    // exp for the kernel's target (vscalefps on AVX-512)
+    Value* exp(Value* x) { return emit_exp(B, x, T.avx512); }
+    // max(acc, x) ignoring a NaN x (x86's maxps: one instruction). Used where a NaN reaches the
+    // result through another path anyway (logsumexp: exp(NaN - max) makes the sum NaN).
+    Value* max_fast(Value* acc, Value* x) { return B.CreateSelect(B.CreateFCmpOGT(x, acc), x, acc); }
+    // Horizontal max by a shuffle tree of max_fast (llvm.vector.reduce.fmax has maxnum's NaN
+    // rules and becomes a serial chain of scalar compares on x86).
+    Value* hmax_fast(Value* v) {
+        auto* vt = cast<FixedVectorType>(v->getType());
+        for (unsigned n = vt->getNumElements(); n > 1; n /= 2) {
+            SmallVector<int, 16> lo, hi;
+            for (unsigned l = 0; l < n / 2; ++l) {
+                lo.push_back(static_cast<int>(l));
+                hi.push_back(static_cast<int>(l + n / 2));
+            }
+            v = max_fast(B.CreateShuffleVector(v, lo), B.CreateShuffleVector(v, hi));
+        }
+        return B.CreateExtractElement(v, std::uint64_t{0});
+    }
+    // Horizontal sum by a shuffle tree (halves added pairwise).
+    Value* hsum_tree(Value* v) {
+        auto* vt = cast<FixedVectorType>(v->getType());
+        for (unsigned n = vt->getNumElements(); n > 1; n /= 2) {
+            SmallVector<int, 16> lo, hi;
+            for (unsigned l = 0; l < n / 2; ++l) {
+                lo.push_back(static_cast<int>(l));
+                hi.push_back(static_cast<int>(l + n / 2));
+            }
+            v = B.CreateFAdd(B.CreateShuffleVector(v, lo), B.CreateShuffleVector(v, hi));
+        }
+        return B.CreateExtractElement(v, std::uint64_t{0});
+    }
+
+    // cached softmax (Plan::cache_lse): the scratch row, and while the last pass is emitted,
+    // the current block's factor exp(block max - max) / sum (a vector)
+    Value* scratch = nullptr;
+    Value* cache_factor = nullptr;
+    Value *cache_M = nullptr, *cache_lo = nullptr;  // the row's logsumexp = max + lo
+    Value* scratch_block_max(Value* block_index) {
+        Value* base = B.CreateGEP(F, scratch, B.CreateAdd(K, ConstantInt::get(I64, 16)));
+        return B.CreateGEP(F, base, block_index);
+    }
     AllocaInst* alloca(Type* t) {
         IRBuilder<> e(&fn->getEntryBlock(), fn->getEntryBlock().begin());
         return e.CreateAlloca(t);
@@ -247,8 +290,8 @@ public:
 
 // ---- loops -------------------------------------------------------------------------------
 
-void Em::emit_loop(Value* begin, Value* end, const std::function<void(Value*, Value*, int)>& body) {
-    const int U = P.unroll;
+void Em::emit_loop(Value* begin, Value* end, const std::function<void(Value*, Value*, int)>& body, int copies) {
+    const int U = copies > 0 ? copies : P.unroll;
     AllocaInst* iv = alloca(I64);
     B.CreateStore(begin, iv);
     std::vector<Constant*> iota;
@@ -325,8 +368,9 @@ struct Red {
     AllocaInst *M = nullptr, *Cnt = nullptr, *Sum = nullptr;
 };
 
-void Em::emit_pass(const Pass& ps) {
+void Em::emit_pass(const Pass& ps, bool last) {
     const int U = P.unroll;
+    const int UM = std::max(U, 4);  // accumulators of the max loops (load + max: latency bound)
     std::vector<Red> reds;
     bool any_two = false;
     for (int r : ps.reductions) {
@@ -344,6 +388,7 @@ void Em::emit_pass(const Pass& ps) {
             x.M = alloca(F);
             x.Cnt = alloca(F);
             x.Sum = alloca(F);
+            for (int u = U; u < UM; ++u) x.a.push_back(alloca(VF));
         }
         reds.push_back(std::move(x));
     }
@@ -407,20 +452,25 @@ void Em::emit_pass(const Pass& ps) {
                     // elements equal to the block's max are counted, not summed: the sum of the
                     // others keeps its precision (a 1 in the accumulator would round it away)
                     Value* bm = splat(block_max[k]);
-                    Value* e = emit_exp(B, B.CreateFSub(x, bm));
+                    Value* e = exp(B.CreateFSub(x, bm));
                     Value* top = B.CreateFCmpOEQ(x, bm);
                     if (mask) top = B.CreateAnd(top, mask);
                     Value* zero = ConstantFP::get(VF, 0.0);
                     B.CreateStore(B.CreateFAdd(s, B.CreateSelect(top, zero, keep(e, zero))), Sa);
                     AllocaInst* Ca = r.c[static_cast<std::size_t>(u)];
                     B.CreateStore(B.CreateFAdd(B.CreateLoad(VF, Ca), B.CreateSelect(top, ConstantFP::get(VF, 1.0), zero)), Ca);
+                    if (r.node == P.cache_lse) {
+                        Value* p = B.CreateGEP(F, scratch, i);
+                        if (mask) B.CreateMaskedStore(e, p, Align(P.compute == DType::f64 ? 8 : 4), mask);
+                        else B.CreateAlignedStore(e, p, Align(P.compute == DType::f64 ? 8 : 4));
+                    }
                     break;
                 }
                 // online: running max m and the sum s of exp(x - m) over the lane's elements but
                 // its (one) maximal element, whose exp(0) = 1 is implicit: one exp per element
                 Value* m = B.CreateLoad(VF, A);
                 Value* gt = B.CreateFCmpOGT(x, m);
-                Value* e = emit_exp(B, B.CreateSelect(gt, B.CreateFSub(m, x), B.CreateFSub(x, m)));
+                Value* e = exp(B.CreateSelect(gt, B.CreateFSub(m, x), B.CreateFSub(x, m)));
                 e = B.CreateSelect(isneginf(x), ConstantFP::get(VF, 0.0), e);
                 Value* s1 = B.CreateSelect(gt, B.CreateFMul(B.CreateFAdd(s, ConstantFP::get(VF, 1.0)), e), B.CreateFAdd(s, e));
                 Value* m1 = B.CreateSelect(gt, x, m);
@@ -447,7 +497,33 @@ void Em::emit_pass(const Pass& ps) {
     }
 
     init_main();
-    if (!any_two) {
+    if (!any_two && last && P.cache_lse >= 0) {
+        // softmax from the kept exps: blocks as in the pass that kept them, each with its factor
+        auto block = [&](Value* b0, Value* be) {
+            Value* bm = B.CreateLoad(F, scratch_block_max(B.CreateUDiv(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)))));
+            cache_factor = splat(exp(B.CreateFSub(B.CreateFSub(bm, cache_M), cache_lo)));
+            emit_loop(b0, be, main_body);
+            cache_factor = nullptr;
+        };
+        if (P.K != 0 && P.K <= P.block) block(ConstantInt::get(I64, 0), K);
+        else {
+            AllocaInst* bs = alloca(I64);
+            B.CreateStore(ConstantInt::get(I64, 0), bs);
+            BasicBlock* cond = BasicBlock::Create(C, "cblock.cond", fn);
+            BasicBlock* body = BasicBlock::Create(C, "cblock.body", fn);
+            BasicBlock* exit = BasicBlock::Create(C, "cblock.exit", fn);
+            B.CreateBr(cond);
+            B.SetInsertPoint(cond);
+            Value* b0 = B.CreateLoad(I64, bs);
+            B.CreateCondBr(B.CreateICmpSLT(b0, K), body, exit);
+            B.SetInsertPoint(body);
+            Value* b1 = B.CreateAdd(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)));
+            block(b0, B.CreateSelect(B.CreateICmpSLT(b1, K), b1, K));
+            B.CreateStore(b1, bs);
+            B.CreateBr(cond);
+            B.SetInsertPoint(exit);
+        }
+    } else if (!any_two) {
         emit_loop(ConstantInt::get(I64, 0), K, main_body);
     } else {
         for (Red& r : reds)
@@ -471,27 +547,30 @@ void Em::emit_pass(const Pass& ps) {
         Value* be = B.CreateSelect(B.CreateICmpSLT(b1, K), b1, K);
         for (Red& r : reds)
             if (r.two_pass)
-                for (int u = 0; u < U; ++u) B.CreateStore(ConstantFP::get(VF, -INFINITY), r.a[static_cast<std::size_t>(u)]);
+                for (int u = 0; u < UM; ++u) B.CreateStore(ConstantFP::get(VF, -INFINITY), r.a[static_cast<std::size_t>(u)]);
+        // The block's max ignores NaN (x86 max): a NaN element makes its exp, so the sum, NaN.
         emit_loop(b0, be, [&](Value* i, Value* mask, int u) {
             Ctx c = lanes_ctx(i, mask);
             for (Red& r : reds) {
                 if (!r.two_pass) continue;
                 AllocaInst* A = r.a[static_cast<std::size_t>(u)];
                 Value* acc = B.CreateLoad(VF, A);
-                Value* m = B.CreateBinaryIntrinsic(Intrinsic::maxnum, acc, V(P.g[r.node].a, c));
+                Value* m = max_fast(acc, V(P.g[r.node].a, c));
                 B.CreateStore(mask ? B.CreateSelect(mask, m, acc) : m, A);
             }
-        });
+        }, UM);
         std::vector<Value*> bm_raw(reds.size(), nullptr);
         for (std::size_t k = 0; k < reds.size(); ++k) {
             Red& r = reds[k];
             if (!r.two_pass) continue;
             Value* v = B.CreateLoad(VF, r.a[0]);
-            for (int u = 1; u < U; ++u) v = B.CreateBinaryIntrinsic(Intrinsic::maxnum, v, B.CreateLoad(VF, r.a[static_cast<std::size_t>(u)]));
-            Value* bm = hmax(v);
+            for (int u = 1; u < UM; ++u) v = max_fast(v, B.CreateLoad(VF, r.a[static_cast<std::size_t>(u)]));
+            Value* bm = hmax_fast(v);
             bm_raw[k] = bm;
             // an all -inf block: subtract 0 instead, so exp(-inf - 0) = 0 (and NaN stays NaN)
             block_max[k] = B.CreateSelect(isneginf(bm), cf(0.0), bm);
+            if (r.node == P.cache_lse)
+                B.CreateStore(block_max[k], scratch_block_max(B.CreateUDiv(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)))));
             for (int u = 0; u < U; ++u) {
                 B.CreateStore(ConstantFP::get(VF, 0.0), r.b[static_cast<std::size_t>(u)]);
                 B.CreateStore(ConstantFP::get(VF, 0.0), r.c[static_cast<std::size_t>(u)]);
@@ -524,8 +603,8 @@ void Em::emit_pass(const Pass& ps) {
             // (an all -inf part has count 0 and sum 0 or NaN: 0 * exp(-inf) = 0, NaN stays)
             Value* old_top = B.CreateFCmpOEQ(Mo, Mn);
             Value* blk_top = B.CreateFCmpOEQ(bm, Mn);
-            Value* t1 = B.CreateSelect(old_top, So, B.CreateFMul(B.CreateFAdd(Co, So), emit_exp(B, B.CreateFSub(Mo, Mn))));
-            Value* t2 = B.CreateSelect(blk_top, sb, B.CreateFMul(B.CreateFAdd(cb, sb), emit_exp(B, B.CreateFSub(bm, Mn))));
+            Value* t1 = B.CreateSelect(old_top, So, B.CreateFMul(B.CreateFAdd(Co, So), exp(B.CreateFSub(Mo, Mn))));
+            Value* t2 = B.CreateSelect(blk_top, sb, B.CreateFMul(B.CreateFAdd(cb, sb), exp(B.CreateFSub(bm, Mn))));
             Value* c1 = B.CreateSelect(old_top, Co, cf(0.0));
             Value* c2 = B.CreateSelect(blk_top, cb, cf(0.0));
             B.CreateStore(B.CreateFAdd(t1, t2), r.Sum);
@@ -586,7 +665,7 @@ void Em::emit_pass(const Pass& ps) {
                     Value* m = ms[static_cast<std::size_t>(u)];
                     Value* s = ss[static_cast<std::size_t>(u)];
                     Value* top = B.CreateFCmpOEQ(m, Ms);
-                    Value* f = B.CreateSelect(top, one, emit_exp(B, B.CreateFSub(m, Ms)));
+                    Value* f = B.CreateSelect(top, one, exp(B.CreateFSub(m, Ms)));
                     Value* t = B.CreateFAdd(B.CreateFMul(s, f), B.CreateSelect(top, zero, f));
                     Value* c = B.CreateSelect(top, one, zero);
                     tot = tot ? B.CreateFAdd(tot, t) : t;
@@ -598,6 +677,10 @@ void Em::emit_pass(const Pass& ps) {
             lse_hi[static_cast<std::size_t>(r.node)] = hi;
             lse_lo[static_cast<std::size_t>(r.node)] = lo;
             res = B.CreateFAdd(hi, lo);
+            if (r.node == P.cache_lse) {
+                cache_M = hi;
+                cache_lo = lo;
+            }
             break;
         }
         default: break;
@@ -657,6 +740,7 @@ void emit_function(Em& e, const std::string& name) {
     e.K = P.K ? static_cast<Value*>(ConstantInt::get(e.I64, P.K)) : kval;
     e.Kf = B.CreateSIToFP(e.K, e.F);
     const std::size_t ns = P.slots.size();
+    if (P.cache_lse >= 0) e.scratch = B.CreateLoad(ptr, B.CreateConstGEP1_64(ptr, data, ns));  // after the slots
     for (std::size_t s = 0; s < ns; ++s) {
         e.slot_ptr.push_back(B.CreateLoad(ptr, B.CreateConstGEP1_64(ptr, data, s)));
         e.slot_stride.push_back(B.CreateLoad(e.I64, B.CreateConstGEP1_64(e.I64, strides, s)));
@@ -736,7 +820,7 @@ void emit_function(Em& e, const std::string& name) {
         for (int i = 0; i < P.g.size(); ++i)
             if (live[static_cast<std::size_t>(i)] && P.g[i].op == Op::at && P.depth[static_cast<std::size_t>(i)] <= static_cast<int>(k))
                 e.S(i);
-        e.emit_pass(P.passes[k]);
+        e.emit_pass(P.passes[k], k + 1 == P.passes.size());
         // a logsumexp of -inf (every element -inf: a fully masked row): the row is skipped
         Value* neg = nullptr;
         for (int red : P.passes[k].reductions)
@@ -834,6 +918,13 @@ Value* v_elementwise(Em& e, int i, Ctx& c) {
 
 Value* v_softmax(Em& e, int i, Ctx& c) {
     const Node& n = e.P.g[i];
+    if (n.op == Op::softmax && c.mode == Ctx::lanes && e.cache_factor && e.P.lse_of[static_cast<std::size_t>(i)] == e.P.cache_lse) {
+        Value* p = e.B.CreateGEP(e.F, e.scratch, c.index);
+        const Align al(e.P.compute == DType::f64 ? 8 : 4);
+        Value* x = c.mask ? static_cast<Value*>(e.B.CreateMaskedLoad(e.VF, p, al, c.mask, Constant::getNullValue(e.VF)))
+                          : e.B.CreateAlignedLoad(e.VF, p, al);
+        return e.B.CreateFMul(x, e.cache_factor);
+    }
     const int l = e.P.lse_of[static_cast<std::size_t>(i)];
     Value* lse = e.S(l);
     auto lanes = [&](Value* s) { return c.mode == Ctx::lanes ? e.splat(s) : s; };
@@ -842,7 +933,7 @@ Value* v_softmax(Em& e, int i, Ctx& c) {
         x = e.B.CreateFSub(e.B.CreateFSub(e.V(n.a, c), lanes(hi)), lanes(e.lse_lo[static_cast<std::size_t>(l)]));
     else
         x = e.B.CreateFSub(e.V(n.a, c), lanes(lse));
-    return n.op == Op::softmax ? emit_exp(e.B, x) : x;
+    return n.op == Op::softmax ? e.exp(x) : x;
 }
 
 // a - b, where a logsumexp operand reduced in a pass is taken as hi + lo: lse - x = (hi - x) + lo,
@@ -919,7 +1010,7 @@ Value* m_pow(Em& e, int i, Value* a, Value* b) {
         }
     }
     // general: exp(b log|a|), signed for negative a and integer b
-    Value* r = emit_exp(B, B.CreateFMul(b, emit_log(B, B.CreateUnaryIntrinsic(Intrinsic::fabs, a))));
+    Value* r = e.exp(B.CreateFMul(b, emit_log(B, B.CreateUnaryIntrinsic(Intrinsic::fabs, a))));
     Value* fl = B.CreateUnaryIntrinsic(Intrinsic::floor, b);
     Value* isint = B.CreateFCmpOEQ(fl, b);
     Value* half = B.CreateFMul(b, ConstantFP::get(t, 0.5));
@@ -946,7 +1037,7 @@ const std::array<OpEmitter, op_count>& table() {
         set(Op::row_length, v_leaf);
         // Op::wildcard: patterns only, never compiled
         set(Op::neg, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return e.B.CreateFNeg(a); });
-        set(Op::exp, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return emit_exp(e.B, a); });
+        set(Op::exp, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return e.exp(a); });
         set(Op::log, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return emit_log(e.B, a); });
         set(Op::log1p, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return emit_log1p(e.B, a); });
         set(Op::expm1, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return emit_expm1(e.B, a); });

@@ -88,13 +88,16 @@ Target detect() {
         auto feat = [&](const char* f) { return sti->checkFeatures(std::string("+") + f); };
         t.vector_bits = feat("avx512f") ? 512 : feat("avx") ? 256 : 128;
         t.masked_memory = feat("avx");
+        t.avx512 = feat("avx512f");
     } else {
         t.vector_bits = has("avx512f") ? 512 : has("avx") ? 256 : 128;
         t.masked_memory = has("avx");
+        t.avx512 = has("avx512f");
     }
     if (const char* vb = std::getenv("LOSSJIT_VECTOR_BITS"); vb && *vb) {
         const int b = std::atoi(vb);
         if (b == 128 || b == 256 || b == 512) t.vector_bits = std::min(t.vector_bits, b);
+        if (t.vector_bits < 512) t.avx512 = false;
     }
     const long l1 = sysconf(_SC_LEVEL1_DCACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
     if (l1 > 0) t.l1_bytes = static_cast<std::size_t>(l1);

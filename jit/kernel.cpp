@@ -443,11 +443,19 @@ Result Kernel::run(const Batch& batch) const {
     const auto Kv = static_cast<std::int64_t>(K);
     // Unbound per-row outputs are written to a per-thread scratch value (stride 0), so the
     // kernel needs no branch per row.
+    // A kernel with cached softmax (Plan::cache_lse) gets a scratch row per thread after the
+    // slots' pointers, 64-byte aligned, kept from run to run.
+    const std::size_t scratch_bytes = p.scratch_elems(K) * size_of(p.compute);
     auto call = [&](int t, std::int64_t rb, std::int64_t re) {
         double scratch = 0;
         std::vector<void*> d = data;
         for (auto& x : d)
             if (x == nullptr) x = &scratch;
+        if (scratch_bytes) {
+            thread_local std::vector<unsigned char> row;
+            if (row.size() < scratch_bytes + 64) row.resize(scratch_bytes + 64);
+            d.push_back(row.data() + (64 - reinterpret_cast<std::uintptr_t>(row.data()) % 64) % 64);
+        }
         fn(rb, re, Kv, d.data(), strides.data(), scales.data(), sums.data() + static_cast<std::size_t>(t) * nsum, ignore, state.get());
     };
     if (N > 0) {

@@ -220,7 +220,7 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
     p.opt_level = std::clamp(o.opt_level, 0, 3);
     const int elem = p.compute == DType::f64 ? 8 : 4;
     p.vector_width = std::max(2, t.vector_bits / (8 * elem));
-    p.unroll = o.unroll > 0 ? std::min(o.unroll, 8) : 1;
+    p.unroll = o.unroll > 0 ? std::min(o.unroll, 8) : 2;
     p.masked_loop = false;  // measured 2.5x slower on Zen 5 (masked stores): off
     std::size_t in_bytes = 0;  // bytes read per element of the row
     for (const Slot& s : p.slots)
@@ -237,6 +237,39 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
         // unknown rows: one online pass (running max with rescaling), one read per element.
         p.lse = p.K != 0 && p.K <= p.block ? LseMode::two_pass : LseMode::online;
         break;
+    }
+
+    // Cached softmax: a logsumexp L reduced in the pass before the last, and a softmax over the
+    // same argument read by the last pass (its writes or reductions, not only through a gather):
+    // the pass of L stores e = exp(x - block max) and each block's max in a scratch row, and the
+    // last pass reads softmax = e * exp(block max - max) / sum, one exp per element in all.
+    // Needs the two-pass logsumexp (a fixed reference per block; the online one moves it), so
+    // automatic picks two-pass for such kernels whatever K; a last pass with a logsumexp of its
+    // own (softmax of softmax) keeps recomputing.
+    if (o.lse != CompileOptions::Lse::online && p.passes.size() >= 2) {
+        const std::size_t q = p.passes.size() - 1;
+        bool last_lse = false;
+        for (int r : p.passes[q].reductions) last_lse = last_lse || p.g[r].op == Op::logsumexp;
+        std::vector<bool> read(static_cast<std::size_t>(N), false);  // read per element by the last pass
+        auto reach = [&](auto& self, int i) -> void {
+            if (i < 0 || read[static_cast<std::size_t>(i)] || !vec(i)) return;
+            read[static_cast<std::size_t>(i)] = true;
+            self(self, p.g[i].a);
+            self(self, p.g[i].b);
+        };
+        for (int w : p.passes[q].writes) reach(reach, p.g.outputs()[static_cast<std::size_t>(w)].root);
+        for (int r : p.passes[q].reductions) {
+            reach(reach, p.g[r].a);
+            reach(reach, p.g[r].b);
+        }
+        for (int i = 0; i < N && !last_lse; ++i) {
+            const int L = p.lse_of[static_cast<std::size_t>(i)];
+            if (p.g[i].op != Op::softmax || !read[static_cast<std::size_t>(i)] || L < 0) continue;
+            if (pass_of[static_cast<std::size_t>(L)] != static_cast<int>(q) - 1) continue;
+            p.cache_lse = L;
+            p.lse = LseMode::two_pass;
+            break;
+        }
     }
     return p;
 }
@@ -292,8 +325,11 @@ std::string to_string(const Plan& p) {
         for (int r : ps.reductions) {
             os << "    reduce %" << r << " = " << node_text(g, r);
             if (g[r].op == Op::logsumexp) os << (p.lse == LseMode::online ? "   [online: running max with rescaling]" : "   [max, then sum of exp(x - max)]");
+            if (r == p.cache_lse) os << " [exp(x - max) kept in a scratch row]";
             os << "\n";
         }
+        if (k + 1 == p.passes.size() && p.cache_lse >= 0)
+            os << "    softmax(" << node_text(g, g[p.cache_lse].a) << ") = kept exp * exp(block max - max) / sum\n";
         for (int w : ps.writes)
             os << "    write " << g.outputs()[static_cast<std::size_t>(w)].name.view() << " = "
                << node_text(g, g.outputs()[static_cast<std::size_t>(w)].root) << "\n";

@@ -25,6 +25,7 @@ struct Target {
     std::string features;  // LLVM feature string, e.g. +avx512f,+avx2,...
     int vector_bits = 128;
     bool masked_memory = false;  // masked loads/stores in the ISA (AVX-512, AVX for 32/64-bit)
+    bool avx512 = false;         // AVX-512F (vscalefps in exp)
     std::size_t l1_bytes = 32 * 1024, l2_bytes = 512 * 1024;
 };
 
@@ -52,6 +53,15 @@ struct Plan {
     int opt_level = 3;
     DType label_dtype = DType::i64;
     std::vector<bool> vector_node;  // per node: shape == vector
+    // The logsumexp node whose exp(x - block max) values the pass reducing it keeps in a
+    // per-thread scratch row, so that softmax of the same argument in the last pass is a load
+    // and a multiply instead of a second exp (-1: none). See scratch_elems.
+    int cache_lse = -1;
+    // Elements (of the compute type) of the per-thread scratch row for rows of K: the cached
+    // exp values, then one block max per block. 0 when the kernel needs none.
+    std::size_t scratch_elems(std::size_t K) const {
+        return cache_lse < 0 ? 0 : K + 16 + (K + block - 1) / block;
+    }
 };
 
 Plan make_plan(const Graph& g, const CompileOptions& o, const Target& t);

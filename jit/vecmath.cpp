@@ -18,6 +18,8 @@
 
 #include "vecmath.hpp"
 
+#include <llvm/IR/IntrinsicsX86.h>
+
 #include <cstdint>
 #include <initializer_list>
 
@@ -227,6 +229,29 @@ public:
         return mul(mul(p, pow2i(n1)), pow2i(n2));
     }
 
+    // exp with AVX-512's vscalefps/pd for the 2^n step (x a vector of 16 floats or 8 doubles):
+    // scalef(p, n) = p 2^n with one rounding, so overflow gives inf and denormal results are
+    // rounded once without the two-step split, and n stays a float (no integer round trip).
+    // The clamps are written select(x < lo, lo, x): x86's max/min return the second operand
+    // when either is NaN, so each is one instruction and NaN flows through the fmas and the
+    // scalef to the result without a final select.
+    llvm::Value* exp_scalef(llvm::Value* x) {
+        llvm::Value* y = sel(olt(x, c(k_->exp_lo)), c(k_->exp_lo), x);
+        y = sel(ogt(y, c(k_->exp_hi)), c(k_->exp_hi), y);
+        Reduced red = reduce_ln2(y);
+        llvm::Value* r = red.r;
+        llvm::Value* q = dbl_ ? horner(r, kExpQ64) : horner(r, kExpQ32);
+        llvm::Value* p = add(c(1.0), fma(mul(r, r), q, r));
+        const auto id = dbl_ ? llvm::Intrinsic::x86_avx512_mask_scalef_pd_512 : llvm::Intrinsic::x86_avx512_mask_scalef_ps_512;
+        llvm::Value* all = b_.getIntN(dbl_ ? 8 : 16, dbl_ ? 0xff : 0xffff);
+        return b_.CreateIntrinsic(id, {}, {p, red.nf, p, all, b_.getInt32(4)});
+    }
+    // Whether exp_scalef applies: a 512-bit vector of f32 or f64.
+    bool scalef_width() const {
+        auto* vt = llvm::dyn_cast<llvm::FixedVectorType>(ft_);
+        return vt && vt->getNumElements() * (dbl_ ? 64u : 32u) == 512u;
+    }
+
     // exp with the C library's edges for any input.
     llvm::Value* exp_full(llvm::Value* x) {
         llvm::Value* y = exp_core(clamp(x, k_->exp_lo, k_->exp_hi));
@@ -281,8 +306,12 @@ private:
 
 }  // namespace
 
-llvm::Value* emit_exp(llvm::IRBuilderBase& b, llvm::Value* x) {
+llvm::Value* emit_exp(llvm::IRBuilderBase& b, llvm::Value* x) { return emit_exp(b, x, false); }
+llvm::Value* emit_exp_avx512(llvm::IRBuilderBase& b, llvm::Value* x) { return emit_exp(b, x, true); }
+
+llvm::Value* emit_exp(llvm::IRBuilderBase& b, llvm::Value* x, bool avx512) {
     Emitter e(b, x);
+    if (avx512 && e.scalef_width()) return e.exp_scalef(x);
     return e.exp_full(x);
 }
 
