@@ -57,10 +57,12 @@ struct Plan {
     // per-thread scratch row, so that softmax of the same argument in the last pass is a load
     // and a multiply instead of a second exp (-1: none). See scratch_elems.
     int cache_lse = -1;
+    // Across rows: lanes are VW consecutive rows (short rows, K known); see codegen's emit_rows.
+    bool rows = false;
     // Elements (of the compute type) of the per-thread scratch row for rows of K: the cached
     // exp values, then one block max per block. 0 when the kernel needs none.
     std::size_t scratch_elems(std::size_t K) const {
-        return cache_lse < 0 ? 0 : K + 16 + (K + block - 1) / block;
+        return cache_lse < 0 || rows ? 0 : K + 16 + (K + block - 1) / block;
     }
 };
 
