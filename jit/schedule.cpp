@@ -249,7 +249,9 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
     // Needs the two-pass logsumexp (a fixed reference per block; the online one moves it), so
     // automatic picks two-pass for such kernels whatever K; a last pass with a logsumexp of its
     // own (softmax of softmax) keeps recomputing.
-    if (o.lse != CompileOptions::Lse::online && p.passes.size() >= 2) {
+    // Only for a known K: a generic kernel stays one online loop per pass (its compile time,
+    // measured 50 ms cold with the blocked cached passes against 30 ms).
+    if (o.lse != CompileOptions::Lse::online && p.passes.size() >= 2 && (p.K != 0 || o.lse == CompileOptions::Lse::two_pass)) {
         const std::size_t q = p.passes.size() - 1;
         bool last_lse = false;
         for (int r : p.passes[q].reductions) last_lse = last_lse || p.g[r].op == Op::logsumexp;
