@@ -530,43 +530,8 @@ void Em::emit_pass(const Pass& ps, bool last) {
         scale[slot] = splat(slot_scale[slot]);
     }
 
-    init_main();
-    if (!any_two && last && P.cache_lse >= 0) {
-        // softmax from the kept exps: blocks as in the pass that kept them, each with its factor
-        auto block = [&](Value* b0, Value* be) {
-            Value* bm = B.CreateLoad(F, scratch_block_max(B.CreateUDiv(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)))));
-            cache_factor = splat(exp(B.CreateFSub(B.CreateFSub(bm, cache_M), cache_lo)));
-            emit_loop(b0, be, main_body);
-            cache_factor = nullptr;
-        };
-        if (P.K != 0 && P.K <= P.block) block(ConstantInt::get(I64, 0), K);
-        else {
-            AllocaInst* bs = alloca(I64);
-            B.CreateStore(ConstantInt::get(I64, 0), bs);
-            BasicBlock* cond = BasicBlock::Create(C, "cblock.cond", fn);
-            BasicBlock* body = BasicBlock::Create(C, "cblock.body", fn);
-            BasicBlock* exit = BasicBlock::Create(C, "cblock.exit", fn);
-            B.CreateBr(cond);
-            B.SetInsertPoint(cond);
-            Value* b0 = B.CreateLoad(I64, bs);
-            B.CreateCondBr(B.CreateICmpSLT(b0, K), body, exit);
-            B.SetInsertPoint(body);
-            Value* b1 = B.CreateAdd(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)));
-            block(b0, B.CreateSelect(B.CreateICmpSLT(b1, K), b1, K));
-            B.CreateStore(b1, bs);
-            B.CreateBr(cond);
-            B.SetInsertPoint(exit);
-        }
-    } else if (!any_two) {
-        emit_loop(ConstantInt::get(I64, 0), K, main_body);
-    } else {
-        for (Red& r : reds)
-            if (r.two_pass) {
-                B.CreateStore(cf(-INFINITY), r.M);
-                B.CreateStore(cf(0.0), r.Cnt);
-                B.CreateStore(cf(0.0), r.Sum);
-            }
-        // for (bs = 0; bs < K; bs += block)
+    // for (b0 = 0; b0 < K; b0 += block) body(b0, min(b0 + block, K))
+    auto for_each_block = [&](const std::function<void(Value*, Value*)>& body_of_block) {
         AllocaInst* bs = alloca(I64);
         B.CreateStore(ConstantInt::get(I64, 0), bs);
         BasicBlock* cond = BasicBlock::Create(C, "block.cond", fn);
@@ -578,76 +543,100 @@ void Em::emit_pass(const Pass& ps, bool last) {
         B.CreateCondBr(B.CreateICmpSLT(b0, K), body, exit);
         B.SetInsertPoint(body);
         Value* b1 = B.CreateAdd(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)));
-        Value* be = B.CreateSelect(B.CreateICmpSLT(b1, K), b1, K);
-        for (Red& r : reds)
-            if (r.two_pass)
-                for (int u = 0; u < UM; ++u) B.CreateStore(ConstantFP::get(VF, -INFINITY), r.a[static_cast<std::size_t>(u)]);
-        // The block's max ignores NaN (x86 max): a NaN element makes its exp, so the sum, NaN.
-        emit_loop(b0, be, [&](Value* i, Value* mask, int u) {
-            Ctx c = lanes_ctx(i, mask);
-            for (Red& r : reds) {
-                if (!r.two_pass) continue;
-                AllocaInst* A = r.a[static_cast<std::size_t>(u)];
-                Value* acc = B.CreateLoad(VF, A);
-                Value* m = max_fast(acc, V(P.g[r.node].a, c));
-                B.CreateStore(mask ? B.CreateSelect(mask, m, acc) : m, A);
-            }
-        }, UM);
-        std::vector<Value*> bm_raw(reds.size(), nullptr);
-        for (std::size_t k = 0; k < reds.size(); ++k) {
-            Red& r = reds[k];
-            if (!r.two_pass) continue;
-            Value* v = B.CreateLoad(VF, r.a[0]);
-            for (int u = 1; u < UM; ++u) v = max_fast(v, B.CreateLoad(VF, r.a[static_cast<std::size_t>(u)]));
-            Value* bm = hmax_fast(v);
-            bm_raw[k] = bm;
-            // an all -inf block: subtract 0 instead, so exp(-inf - 0) = 0 (and NaN stays NaN)
-            block_max[k] = B.CreateSelect(isneginf(bm), cf(0.0), bm);
-            if (r.node == P.cache_lse)
-                B.CreateStore(block_max[k], scratch_block_max(B.CreateUDiv(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)))));
-            for (int u = 0; u < U; ++u) {
-                B.CreateStore(ConstantFP::get(VF, 0.0), r.b[static_cast<std::size_t>(u)]);
-                B.CreateStore(ConstantFP::get(VF, 0.0), r.c[static_cast<std::size_t>(u)]);
-            }
-        }
-        emit_loop(b0, be, main_body);
-        for (std::size_t k = 0; k < reds.size(); ++k) {
-            Red& r = reds[k];
-            if (!r.two_pass) continue;
-            Value* v = B.CreateLoad(VF, r.b[0]);
-            Value* w = B.CreateLoad(VF, r.c[0]);
-            for (int u = 1; u < U; ++u) {
-                v = B.CreateFAdd(v, B.CreateLoad(VF, r.b[static_cast<std::size_t>(u)]));
-                w = B.CreateFAdd(w, B.CreateLoad(VF, r.c[static_cast<std::size_t>(u)]));
-            }
-            Value* sb = hsum(v);  // the block: sum exp(x - bm) = cb + sb
-            Value* cb = hsum(w);
-            Value* bm = bm_raw[k];
-            if (P.K != 0 && P.K <= P.block) {  // the whole row is one block: nothing to merge
-                B.CreateStore(sb, r.Sum);
-                B.CreateStore(cb, r.Cnt);
-                B.CreateStore(bm, r.M);
-                continue;
-            }
-            Value* Mo = B.CreateLoad(F, r.M);
-            Value* Co = B.CreateLoad(F, r.Cnt);
-            Value* So = B.CreateLoad(F, r.Sum);
-            Value* Mn = B.CreateBinaryIntrinsic(Intrinsic::maxnum, Mo, bm);
-            // a part whose max is the new max keeps its count; another goes into the sum, scaled
-            // (an all -inf part has count 0 and sum 0 or NaN: 0 * exp(-inf) = 0, NaN stays)
-            Value* old_top = B.CreateFCmpOEQ(Mo, Mn);
-            Value* blk_top = B.CreateFCmpOEQ(bm, Mn);
-            Value* t1 = B.CreateSelect(old_top, So, B.CreateFMul(B.CreateFAdd(Co, So), exp(B.CreateFSub(Mo, Mn))));
-            Value* t2 = B.CreateSelect(blk_top, sb, B.CreateFMul(B.CreateFAdd(cb, sb), exp(B.CreateFSub(bm, Mn))));
-            Value* c1 = B.CreateSelect(old_top, Co, cf(0.0));
-            Value* c2 = B.CreateSelect(blk_top, cb, cf(0.0));
-            B.CreateStore(B.CreateFAdd(t1, t2), r.Sum);
-            B.CreateStore(B.CreateFAdd(c1, c2), r.Cnt);
-            B.CreateStore(Mn, r.M);
-        }
+        body_of_block(b0, B.CreateSelect(B.CreateICmpSLT(b1, K), b1, K));
         B.CreateStore(b1, bs);
         B.CreateBr(cond);
         B.SetInsertPoint(exit);
+    };
+
+    init_main();
+    if (!any_two && last && P.cache_lse >= 0) {
+        // softmax from the kept exps: blocks as in the pass that kept them, each with its factor
+        auto block = [&](Value* b0, Value* be) {
+            Value* bm = B.CreateLoad(F, scratch_block_max(B.CreateUDiv(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)))));
+            cache_factor = splat(exp(B.CreateFSub(B.CreateFSub(bm, cache_M), cache_lo)));
+            emit_loop(b0, be, main_body);
+            cache_factor = nullptr;
+        };
+        if (P.K != 0 && P.K <= P.block) block(ConstantInt::get(I64, 0), K);
+        else for_each_block(block);
+    } else if (!any_two) {
+        emit_loop(ConstantInt::get(I64, 0), K, main_body);
+    } else {
+        for (Red& r : reds)
+            if (r.two_pass) {
+                B.CreateStore(cf(-INFINITY), r.M);
+                B.CreateStore(cf(0.0), r.Cnt);
+                B.CreateStore(cf(0.0), r.Sum);
+            }
+        for_each_block([&](Value* b0, Value* be) {
+            for (Red& r : reds)
+                if (r.two_pass)
+                    for (int u = 0; u < UM; ++u) B.CreateStore(ConstantFP::get(VF, -INFINITY), r.a[static_cast<std::size_t>(u)]);
+            // The block's max ignores NaN (x86 max): a NaN element makes its exp, so the sum, NaN.
+            emit_loop(b0, be, [&](Value* i, Value* mask, int u) {
+                Ctx c = lanes_ctx(i, mask);
+                for (Red& r : reds) {
+                    if (!r.two_pass) continue;
+                    AllocaInst* A = r.a[static_cast<std::size_t>(u)];
+                    Value* acc = B.CreateLoad(VF, A);
+                    Value* m = max_fast(acc, V(P.g[r.node].a, c));
+                    B.CreateStore(mask ? B.CreateSelect(mask, m, acc) : m, A);
+                }
+            }, UM);
+            std::vector<Value*> bm_raw(reds.size(), nullptr);
+            for (std::size_t k = 0; k < reds.size(); ++k) {
+                Red& r = reds[k];
+                if (!r.two_pass) continue;
+                Value* v = B.CreateLoad(VF, r.a[0]);
+                for (int u = 1; u < UM; ++u) v = max_fast(v, B.CreateLoad(VF, r.a[static_cast<std::size_t>(u)]));
+                Value* bm = hmax_fast(v);
+                bm_raw[k] = bm;
+                // an all -inf block: subtract 0 instead, so exp(-inf - 0) = 0 (and NaN stays NaN)
+                block_max[k] = B.CreateSelect(isneginf(bm), cf(0.0), bm);
+                if (r.node == P.cache_lse)
+                    B.CreateStore(block_max[k], scratch_block_max(B.CreateUDiv(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)))));
+                for (int u = 0; u < U; ++u) {
+                    B.CreateStore(ConstantFP::get(VF, 0.0), r.b[static_cast<std::size_t>(u)]);
+                    B.CreateStore(ConstantFP::get(VF, 0.0), r.c[static_cast<std::size_t>(u)]);
+                }
+            }
+            emit_loop(b0, be, main_body);
+            for (std::size_t k = 0; k < reds.size(); ++k) {
+                Red& r = reds[k];
+                if (!r.two_pass) continue;
+                Value* v = B.CreateLoad(VF, r.b[0]);
+                Value* w = B.CreateLoad(VF, r.c[0]);
+                for (int u = 1; u < U; ++u) {
+                    v = B.CreateFAdd(v, B.CreateLoad(VF, r.b[static_cast<std::size_t>(u)]));
+                    w = B.CreateFAdd(w, B.CreateLoad(VF, r.c[static_cast<std::size_t>(u)]));
+                }
+                Value* sb = hsum(v);  // the block: sum exp(x - bm) = cb + sb
+                Value* cb = hsum(w);
+                Value* bm = bm_raw[k];
+                if (P.K != 0 && P.K <= P.block) {  // the whole row is one block: nothing to merge
+                    B.CreateStore(sb, r.Sum);
+                    B.CreateStore(cb, r.Cnt);
+                    B.CreateStore(bm, r.M);
+                    continue;
+                }
+                Value* Mo = B.CreateLoad(F, r.M);
+                Value* Co = B.CreateLoad(F, r.Cnt);
+                Value* So = B.CreateLoad(F, r.Sum);
+                Value* Mn = B.CreateBinaryIntrinsic(Intrinsic::maxnum, Mo, bm);
+                // a part whose max is the new max keeps its count; another goes into the sum, scaled
+                // (an all -inf part has count 0 and sum 0 or NaN: 0 * exp(-inf) = 0, NaN stays)
+                Value* old_top = B.CreateFCmpOEQ(Mo, Mn);
+                Value* blk_top = B.CreateFCmpOEQ(bm, Mn);
+                Value* t1 = B.CreateSelect(old_top, So, B.CreateFMul(B.CreateFAdd(Co, So), exp(B.CreateFSub(Mo, Mn))));
+                Value* t2 = B.CreateSelect(blk_top, sb, B.CreateFMul(B.CreateFAdd(cb, sb), exp(B.CreateFSub(bm, Mn))));
+                Value* c1 = B.CreateSelect(old_top, Co, cf(0.0));
+                Value* c2 = B.CreateSelect(blk_top, cb, cf(0.0));
+                B.CreateStore(B.CreateFAdd(t1, t2), r.Sum);
+                B.CreateStore(B.CreateFAdd(c1, c2), r.Cnt);
+                B.CreateStore(Mn, r.M);
+            }
+        });
     }
 
     // finish: horizontal reductions, results known from the next stage on
