@@ -1,10 +1,52 @@
-// Eight threads compiling and running different kernels at once, each checked against the
-// reference evaluator; and many threads compiling the same kernel get one compiled kernel.
+// Threads compiling and running kernels at once, each result checked against the reference
+// evaluator: 8 different kernels; 16 threads x 1000 compiles with hits and misses interleaved;
+// and many threads compiling the same kernel get one compiled kernel.
 #include <thread>
 
 #include "common.hpp"
 
 using namespace lossjit;
+
+namespace {
+
+// Runs kernel k on a fresh random batch and compares the sum of its first per-row output with
+// the reference evaluator. Returns "" or what went wrong (Catch's assertions are not
+// thread-safe, so threads report by value).
+std::string run_and_check(const jt::Case& c, const Kernel& k, std::size_t rows, std::size_t K, std::uint32_t seed) {
+    jt::Data d;
+    jt::make_data(k, d, rows, K, jt::Mode::normal, seed);
+    d.batch.threads(1);
+    const Result r = k.run(d.batch);
+    double want = 0;
+    for (std::size_t row = 0; row < d.N; ++row) {
+        RowValues rv;
+        for (auto& [n, v] : c.params) rv.set(n, static_cast<long double>(v));
+        for (std::size_t s = 0; s < k.slots().size(); ++s) {
+            const Slot& sl = k.slots()[s];
+            if (sl.output) continue;
+            const bool shared = d.ref[s].size() == (sl.vector ? d.K : 1);
+            const std::size_t base = shared ? 0 : row * (sl.vector ? d.K : 1);
+            if (sl.vector) rv.set(sl.name, std::vector<long double>(d.ref[s].begin() + static_cast<std::ptrdiff_t>(base),
+                                                                     d.ref[s].begin() + static_cast<std::ptrdiff_t>(base + d.K)));
+            else rv.set(sl.name, d.ref[s][base]);
+        }
+        for (const Output& o : k.graph().outputs())
+            if (k.graph()[o.root].shape == Shape::scalar) {
+                want += static_cast<double>(evaluate(k.graph(), o.root, rv, d.K).s);
+                break;
+            }
+    }
+    double got = 0;
+    for (const Slot& sl : k.slots())
+        if (sl.output && !sl.vector) {
+            got = r.sum(sl.name);
+            break;
+        }
+    if (std::fabs(got - want) <= 1e-4 * (1 + std::fabs(want))) return "";
+    return c.name + " at K = " + std::to_string(K) + ": got " + std::to_string(got) + ", want " + std::to_string(want);
+}
+
+}  // namespace
 
 TEST_CASE("threads: 8 threads compile and run different kernels at once") {
     const auto cs = jt::cases();
@@ -19,39 +61,34 @@ TEST_CASE("threads: 8 threads compile and run different kernels at once") {
                 o.row_length = 100 + static_cast<std::size_t>(t);  // a different kernel per thread
                 o.dtype = t % 3 == 2 ? DType::f64 : DType::f32;
                 Kernel k = compile(c.g, o);
-                jt::Data d;
-                jt::make_data(k, d, 64, o.row_length, jt::Mode::normal, static_cast<std::uint32_t>(t));
-                d.batch.threads(2);
-                const Result r = k.run(d.batch);
-                // compare outside Catch's (single-threaded) assertions: recompute the sum
-                double want = 0;
-                for (std::size_t row = 0; row < d.N; ++row) {
-                    RowValues rv;
-                    for (auto& [n, v] : c.params) rv.set(n, static_cast<long double>(v));
-                    for (std::size_t s = 0; s < k.slots().size(); ++s) {
-                        const Slot& sl = k.slots()[s];
-                        if (sl.output) continue;
-                        const bool shared = d.ref[s].size() == (sl.vector ? d.K : 1);
-                        const std::size_t base = shared ? 0 : row * (sl.vector ? d.K : 1);
-                        if (sl.vector) rv.set(sl.name, std::vector<long double>(d.ref[s].begin() + static_cast<std::ptrdiff_t>(base),
-                                                                                 d.ref[s].begin() + static_cast<std::ptrdiff_t>(base + d.K)));
-                        else rv.set(sl.name, d.ref[s][base]);
-                    }
-                    const auto& out = k.graph().outputs();
-                    for (const Output& o2 : out)
-                        if (k.graph()[o2.root].shape == Shape::scalar) {
-                            want += static_cast<double>(evaluate(k.graph(), o2.root, rv, d.K).s);
-                            break;
-                        }
+                failures[static_cast<std::size_t>(t)] = run_and_check(c, k, 64, o.row_length, static_cast<std::uint32_t>(t));
+            } catch (const std::exception& e) {
+                failures[static_cast<std::size_t>(t)] = e.what();
+            }
+        });
+    for (auto& t : ts) t.join();
+    for (const auto& f : failures) CHECK(f == "");
+}
+
+TEST_CASE("threads: 16 threads, 1000 compiles and runs each, cache hits and misses interleaved") {
+    const auto cs = jt::cases();
+    constexpr int threads = 16, iterations = 1000;
+    std::vector<std::thread> ts;
+    std::vector<std::string> failures(threads);
+    for (int t = 0; t < threads; ++t)
+        ts.emplace_back([&, t] {
+            try {
+                for (int i = 0; i < iterations && failures[static_cast<std::size_t>(t)].empty(); ++i) {
+                    const auto& c = cs[static_cast<std::size_t>(t + i) % cs.size()];
+                    CompileOptions o;
+                    o.params = c.params;
+                    o.row_length = 1 + static_cast<std::size_t>((t * 7 + i) % 5) * 7;  // K in {1, 8, 15, 22, 29}
+                    o.dtype = (t + i) % 4 == 3 ? DType::f64 : DType::f32;
+                    o.cache = i % 250 != 7;  // now and then a compile that bypasses the cache
+                    const Kernel k = compile(c.g, o);
+                    failures[static_cast<std::size_t>(t)] =
+                        run_and_check(c, k, 4, o.row_length, static_cast<std::uint32_t>(t * iterations + i));
                 }
-                double got = 0;
-                for (const Slot& sl : k.slots())
-                    if (sl.output && !sl.vector) {
-                        got = r.sum(sl.name);
-                        break;
-                    }
-                if (!(std::fabs(got - want) <= 1e-4 * (1 + std::fabs(want))))
-                    failures[static_cast<std::size_t>(t)] = c.name + ": got " + std::to_string(got) + ", want " + std::to_string(want);
             } catch (const std::exception& e) {
                 failures[static_cast<std::size_t>(t)] = e.what();
             }
