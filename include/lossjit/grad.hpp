@@ -57,10 +57,16 @@ inline constexpr Derivative derivatives[] = {
 
 }  // namespace rules::family
 
-constexpr const Derivative* find_derivative(Op op, int arg) {
-    for (const Derivative& d : rules::family::derivatives)
-        if (d.op == op && d.arg == arg) return &d;
-    return nullptr;
+// The derivative of `op` with respect to argument `arg`: its index in the table, or -1. (An index,
+// not a pointer: g++ with -fsanitize=undefined cannot compare a table's address with null in
+// constant evaluation.)
+constexpr int find_derivative(Op op, int arg) {
+    int i = 0;
+    for (const Derivative& d : rules::family::derivatives) {
+        if (d.op == op && d.arg == arg) return i;
+        ++i;
+    }
+    return -1;
 }
 
 // Every op that has arguments must have a derivative for each differentiable argument:
@@ -70,7 +76,7 @@ constexpr bool every_op_has_derivatives() {
         if (d.arity == 0 || d.op == Op::onehot) continue;
         const int args = d.op == Op::at ? 1 : d.arity;
         for (int a = 0; a < args; ++a)
-            if (find_derivative(d.op, a) == nullptr) return false;
+            if (find_derivative(d.op, a) < 0) return false;
     }
     return true;
 }
@@ -108,8 +114,9 @@ constexpr Term gradient(Term loss, std::string_view wrt) {
         for (int arg = 0; arg < 2; ++arg) {
             const int child = arg == 0 ? n.a : n.b;
             if (child < 0 || !depends[static_cast<std::size_t>(child)]) continue;
-            const Derivative* d = find_derivative(n.op, arg);
-            if (d == nullptr) throw error("grad: no derivative for " + std::string(info(n.op).name));
+            const int index = find_derivative(n.op, arg);
+            if (index < 0) throw error("grad: no derivative for " + std::string(info(n.op).name));
+            const Derivative* d = &rules::family::derivatives[index];
             Bindings b;
             b.id[0] = n.a;
             b.id[1] = n.b;
