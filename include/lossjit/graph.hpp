@@ -29,6 +29,14 @@ struct Name {
         for (std::size_t i = 0; i < s.size(); ++i) text[i] = s[i];
         length = static_cast<std::uint8_t>(s.size());
     }
+    // prefix followed by s, e.g. Name("grad.", "u"); built without std::string, which some
+    // sanitizer builds cannot run in constant evaluation
+    constexpr Name(std::string_view prefix, std::string_view s) {
+        if (prefix.size() + s.size() > capacity) throw error("name '" + std::string(prefix) + std::string(s) + "' is longer than 31 characters");
+        for (std::size_t i = 0; i < prefix.size(); ++i) text[i] = prefix[i];
+        for (std::size_t i = 0; i < s.size(); ++i) text[prefix.size() + i] = s[i];
+        length = static_cast<std::uint8_t>(prefix.size() + s.size());
+    }
     constexpr std::string_view view() const { return {text, length}; }
     constexpr bool operator==(const Name& o) const { return view() == o.view(); }
     constexpr auto operator<=>(const Name& o) const { return view() <=> o.view(); }
@@ -122,7 +130,8 @@ public:
     constexpr int size() const { return static_cast<int>(nodes_.size()); }
     constexpr const std::vector<Node>& nodes() const { return nodes_; }
 
-    constexpr void add_output(std::string_view name, int root) { outputs_.push_back(Output{Name(name), root}); }
+    constexpr void add_output(const Name& name, int root) { outputs_.push_back(Output{name, root}); }
+    constexpr void add_output(std::string_view name, int root) { add_output(Name(name), root); }
     constexpr const std::vector<Output>& outputs() const { return outputs_; }
     constexpr Output& last_output() { return outputs_.back(); }
 

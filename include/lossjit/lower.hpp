@@ -4,7 +4,6 @@
 // starts from this Graph.
 #pragma once
 
-#include <string>
 
 #include "lossjit/grad.hpp"
 
@@ -36,7 +35,7 @@ constexpr also_t<Name, expr_of<E>> also(const E& e) {
 }
 
 namespace detail {
-constexpr void add_output(Graph& g, std::string_view name, const Term& t) {
+constexpr void add_output(Graph& g, const Name& name, const Term& t) {
     std::vector<int> memo(static_cast<std::size_t>(t.graph.size()), -1);
     g.add_output(name, copy_into(g, t.graph, t.root, memo));
 }
@@ -51,17 +50,17 @@ constexpr Graph lower(const E& loss, wrt_t<X...> = {}, const also_t<Names, A>&..
                   "lossjit: a loss must be a scalar; this expression is a vector (reduce it with sum, mean, dot, logsumexp or at)");
     const Term t = simplify(loss);
     Graph g;
-    detail::add_output(g, "loss", t);
+    detail::add_output(g, Name("loss"), t);
     auto add_grad = [&](std::string_view name, InputKind kind) {
         const Term d = gradient(t, name);
-        detail::add_output(g, std::string("grad.") + std::string(name), d);
+        detail::add_output(g, Name("grad.", name), d);
         Output& out = g.last_output();
         // a gradient that simplified to one value per row (0, say) still has the input's shape
         if (g[out.root].shape != shape_of(kind))
             out.root = g.apply(Op::add, out.root, g.apply(Op::mul, g.constant(0), g.input(name, kind)));
     };
     (add_grad(X::name(), X::kind), ...);
-    (detail::add_output(g, Names.view(), simplify(extra.expr)), ...);
+    (detail::add_output(g, Name(Names.view()), simplify(extra.expr)), ...);
     (void)add_grad;  // a loss without wrt(...) has no gradients
     return compact(g);
 }
