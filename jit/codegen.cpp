@@ -733,6 +733,21 @@ std::unique_ptr<llvm::Module> emit_module(llvm::LLVMContext& ctx, const Plan& pl
 
 namespace {
 
+// The nodes the outputs use (through their arguments and a softmax's logsumexp): only these are
+// emitted, and gathers among them are forced early.
+std::vector<bool> live_nodes(const Plan& P) {
+    std::vector<bool> live(static_cast<std::size_t>(P.g.size()), false);
+    std::function<void(int)> mark = [&](int i) {
+        if (i < 0 || live[static_cast<std::size_t>(i)]) return;
+        live[static_cast<std::size_t>(i)] = true;
+        mark(P.g[i].a);
+        mark(P.g[i].b);
+        mark(P.lse_of[static_cast<std::size_t>(i)]);
+    };
+    for (const Output& o : P.g.outputs()) mark(o.root);
+    return live;
+}
+
 void emit_function(Em& e, const std::string& name) {
     using namespace llvm;
     auto& B = e.B;
@@ -832,15 +847,7 @@ void emit_function(Em& e, const std::string& name) {
     }
 
     // liveness, for forcing gathers early
-    std::vector<bool> live(static_cast<std::size_t>(P.g.size()), false);
-    std::function<void(int)> mark = [&](int i) {
-        if (i < 0 || live[static_cast<std::size_t>(i)]) return;
-        live[static_cast<std::size_t>(i)] = true;
-        mark(P.g[i].a);
-        mark(P.g[i].b);
-        mark(P.lse_of[static_cast<std::size_t>(i)]);
-    };
-    for (const Output& o : P.g.outputs()) mark(o.root);
+    const std::vector<bool> live = live_nodes(P);
 
     for (std::size_t k = 0; k < P.passes.size(); ++k) {
         e.new_stage();
@@ -1022,15 +1029,7 @@ void emit_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vector<Alloc
     };
     auto slot_ptr_of = [&](AllocaInst* a, Value* j) { return B.CreateGEP(e.VF, a, j); };
 
-    std::vector<bool> live(static_cast<std::size_t>(P.g.size()), false);
-    std::function<void(int)> mark = [&](int i) {
-        if (i < 0 || live[static_cast<std::size_t>(i)]) return;
-        live[static_cast<std::size_t>(i)] = true;
-        mark(P.g[i].a);
-        mark(P.g[i].b);
-        mark(P.lse_of[static_cast<std::size_t>(i)]);
-    };
-    for (const Output& o : P.g.outputs()) mark(o.root);
+    const std::vector<bool> live = live_nodes(P);
 
     Value* cache_safe = nullptr;
     Value* neg_new = nullptr;  // lanes found masked by the last pass's own logsumexp
