@@ -265,9 +265,9 @@ public:
     // max(acc, x) ignoring a NaN x (x86's maxps: one instruction). Used where a NaN reaches the
     // result through another path anyway (logsumexp: exp(NaN - max) makes the sum NaN).
     Value* max_fast(Value* acc, Value* x) { return B.CreateSelect(B.CreateFCmpOGT(x, acc), x, acc); }
-    // Horizontal max by a shuffle tree of max_fast (llvm.vector.reduce.fmax has maxnum's NaN
-    // rules and becomes a serial chain of scalar compares on x86).
-    Value* hmax_fast(Value* v) {
+    // A horizontal reduction by a shuffle tree: the two halves combined, pairwise, down to one lane.
+    template <class Combine>
+    Value* shuffle_tree(Value* v, Combine combine) {
         auto* vt = cast<FixedVectorType>(v->getType());
         for (unsigned n = vt->getNumElements(); n > 1; n /= 2) {
             SmallVector<int, 16> lo, hi;
@@ -275,22 +275,18 @@ public:
                 lo.push_back(static_cast<int>(l));
                 hi.push_back(static_cast<int>(l + n / 2));
             }
-            v = max_fast(B.CreateShuffleVector(v, lo), B.CreateShuffleVector(v, hi));
+            v = combine(B.CreateShuffleVector(v, lo), B.CreateShuffleVector(v, hi));
         }
         return B.CreateExtractElement(v, std::uint64_t{0});
     }
-    // Horizontal sum by a shuffle tree (halves added pairwise).
+    // Horizontal max of max_fast (llvm.vector.reduce.fmax has maxnum's NaN rules and becomes a
+    // serial chain of scalar compares on x86).
+    Value* hmax_fast(Value* v) {
+        return shuffle_tree(v, [this](Value* a, Value* b) { return max_fast(a, b); });
+    }
+    // Horizontal sum, halves added pairwise.
     Value* hsum_tree(Value* v) {
-        auto* vt = cast<FixedVectorType>(v->getType());
-        for (unsigned n = vt->getNumElements(); n > 1; n /= 2) {
-            SmallVector<int, 16> lo, hi;
-            for (unsigned l = 0; l < n / 2; ++l) {
-                lo.push_back(static_cast<int>(l));
-                hi.push_back(static_cast<int>(l + n / 2));
-            }
-            v = B.CreateFAdd(B.CreateShuffleVector(v, lo), B.CreateShuffleVector(v, hi));
-        }
-        return B.CreateExtractElement(v, std::uint64_t{0});
+        return shuffle_tree(v, [this](Value* a, Value* b) { return B.CreateFAdd(a, b); });
     }
 
     // cached softmax (Plan::cache_lse): the scratch row, and while the last pass is emitted,
