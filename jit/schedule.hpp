@@ -57,7 +57,7 @@ struct Plan {
     // per-thread scratch row, so that softmax of the same argument in the last pass is a load
     // and a multiply instead of a second exp (-1: none). See scratch_elems.
     int cache_lse = -1;
-    // Across rows: lanes are VW consecutive rows (short rows, K known); see codegen's emit_rows.
+    // Across rows: lanes are VW consecutive rows (short rows, K known); see codegen_rows.cpp.
     bool rows = false;
     // Elements (of the compute type) of the per-thread scratch row for rows of K: the cached
     // exp values, then one block max per block. 0 when the kernel needs none.
@@ -68,7 +68,7 @@ struct Plan {
 
 Plan make_plan(const Graph& g, const CompileOptions& o, const Target& t);
 
-// Whether codegen's emitter table (codegen.cpp) has an entry for the op; every op that can
+// Whether codegen's emitter table (codegen_ops.cpp) has an entry for the op; every op that can
 // appear in a Graph (all but Op::wildcard) must.
 bool has_emitter(Op op);
 

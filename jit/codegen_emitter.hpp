@@ -1,0 +1,301 @@
+// The code generator's shared state and helpers (internal to jit/codegen*.cpp): the Em
+// ("emitter") holds the Plan, the IRBuilder and the per-row values; Ctx says where a vector node
+// is evaluated (one scalar row value, one gathered element, or VW lanes). Files:
+//   codegen.cpp           emit_module: the function's signature and entry, then one of
+//   codegen_row.cpp         row by row (one row at a time, vectors along the row)
+//   codegen_row_pass.cpp    one pass over a row: reductions and vector outputs (Em::emit_pass)
+//   codegen_rows.cpp        across rows (short rows: lanes are VW consecutive rows)
+//   codegen_loops.cpp       the vector loop over [begin, end) and stage blocks
+//   codegen_ops.cpp         the emitter table: one entry per op
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <llvm/IR/Intrinsics.h>
+
+#include "llvm.hpp"
+#include "schedule.hpp"
+#include "vecmath.hpp"
+
+namespace lossjit::jit::codegen_detail {
+
+using namespace llvm;
+
+struct Ctx {
+    enum Mode { scalar, gather, lanes } mode = scalar;
+    Value* index = nullptr;  // gather: i64 element; lanes: i64 first element
+    Value* mask = nullptr;   // lanes: <VW x i1>, or null for a full vector
+    std::vector<Value*> memo;
+};
+
+class Em;
+using ValueFn = Value* (*)(Em&, int node, Ctx&);
+using MathFn = Value* (*)(Em&, int node, Value* a, Value* b);
+
+struct OpEmitter {
+    ValueFn value = nullptr;  // the node's value in a context (scalar row, gather, lanes)
+    MathFn math = nullptr;    // elementwise ops: the arithmetic on scalars or vectors
+};
+
+// The emitter of every op, indexed by Op (codegen_ops.cpp).
+const std::array<OpEmitter, op_count>& table();
+
+class Em {
+public:
+    Em(LLVMContext& c, const Plan& p, const Target& t, Module& m) : C(c), P(p), T(t), M(m), B(c) {
+        F = P.compute == DType::f64 ? Type::getDoubleTy(C) : Type::getFloatTy(C);
+        VW = P.vector_width;
+        VF = FixedVectorType::get(F, static_cast<unsigned>(VW));
+        I64 = Type::getInt64Ty(C);
+        I32 = Type::getInt32Ty(C);
+        D = Type::getDoubleTy(C);
+        const std::size_t n = static_cast<std::size_t>(P.g.size());
+        scal.assign(n, nullptr);
+        reduced.assign(n, nullptr);
+        lse_hi.assign(n, nullptr);
+        lse_lo.assign(n, nullptr);
+        slot_of.assign(n, -1);
+        for (std::size_t s = 0; s < P.slots.size(); ++s)
+            if (!P.slots[s].output) slot_of[static_cast<std::size_t>(P.slot_node[s])] = static_cast<int>(s);
+    }
+
+    LLVMContext& C;
+    const Plan& P;
+    const Target& T;
+    Module& M;
+    IRBuilder<> B;
+    Type *F, *I64, *I32, *D;
+    FixedVectorType* VF;
+    int VW;
+    Function* fn = nullptr;
+    Value *K = nullptr, *Kf = nullptr;
+    std::vector<Value*> slot_ptr, slot_stride, slot_scale, row_base;
+    std::vector<Value*> scal, reduced;
+    // per logsumexp node reduced in a pass: lse = hi + lo with hi the row's max and
+    // lo = log(sum exp(x - hi)) = log1p(sum over all but one maximal element), kept apart so that
+    // x - lse = (x - hi) - lo loses nothing when x is near the max (p near 1: softmax - 1)
+    std::vector<Value*> lse_hi, lse_lo;
+    std::vector<int> slot_of;
+    std::vector<Value*> label_val;  // per node: the row's label as i64
+    Instruction* stage_end = nullptr;
+    Ctx row_ctx;
+
+    bool vec(int i) const { return i >= 0 && P.vector_node[static_cast<std::size_t>(i)]; }
+    Constant* cf(double v, Type* t = nullptr) { return ConstantFP::get(t ? t : F, v); }
+    Value* splat(Value* s) { return s->getType()->isVectorTy() ? s : B.CreateVectorSplat(static_cast<unsigned>(VW), s); }
+
+    // Across rows (Plan::rows): lanes are VW consecutive rows; every node's value is a vector,
+    // a per-row scalar one value per lane, a vector node at column j element j of each row.
+    bool rows = false;
+    Value* rowmask = nullptr;           // <VW x i1>: the lanes holding rows of [row_begin, row_end)
+    std::vector<Value*> lane_off;       // per slot: <VW x i32> lane * stride (elements)
+    AllocaInst* rows_exp = nullptr;     // the cached exps, K vectors (Plan::cache_lse)
+    // The elements `col` (i64, or <VW x i64> per lane) of the block's rows of a slot.
+    Value* rows_ptrs(int slot, Value* col) {
+        Value* c32 = col->getType()->isVectorTy() ? B.CreateTrunc(col, FixedVectorType::get(I32, static_cast<unsigned>(VW)))
+                                                  : splat(B.CreateTrunc(col, I32));
+        Value* idx = B.CreateSExt(B.CreateAdd(lane_off[static_cast<std::size_t>(slot)], c32), FixedVectorType::get(I64, static_cast<unsigned>(VW)));
+        return B.CreateGEP(storage(P.slots[static_cast<std::size_t>(slot)].dtype), row_base[static_cast<std::size_t>(slot)], idx);
+    }
+    Value* rows_load(int slot, Value* col) {
+        const DType d = P.slots[static_cast<std::size_t>(slot)].dtype;
+        Type* vt = FixedVectorType::get(storage(d), static_cast<unsigned>(VW));
+        return B.CreateMaskedGather(vt, rows_ptrs(slot, col), Align(size_of(d)), rowmask, Constant::getNullValue(vt));
+    }
+    Type* storage(DType d) {
+        switch (d) {
+        case DType::f32: return Type::getFloatTy(C);
+        case DType::f64: return D;
+        case DType::bf16: return Type::getInt16Ty(C);
+        case DType::i32: return I32;
+        case DType::i64: return I64;
+        }
+        return F;
+    }
+    Type* with_lanes(Type* s, Value* like) {
+        if (auto* vt = dyn_cast<FixedVectorType>(like->getType())) return FixedVectorType::get(s, vt->getNumElements());
+        return s;
+    }
+
+    // storage -> compute type
+    Value* to_compute(Value* x, DType d) {
+        if (d == DType::bf16) {
+            Value* w = B.CreateZExt(x, with_lanes(I32, x));
+            w = B.CreateShl(w, 16);
+            Value* f = B.CreateBitCast(w, with_lanes(Type::getFloatTy(C), x));
+            return F->isDoubleTy() ? B.CreateFPExt(f, with_lanes(F, x)) : f;
+        }
+        if (d == DType::i32 || d == DType::i64) return B.CreateSIToFP(x, with_lanes(F, x));
+        Type* want = with_lanes(F, x);
+        if (x->getType() == want) return x;
+        return F->isDoubleTy() ? B.CreateFPExt(x, want) : B.CreateFPTrunc(x, want);
+    }
+    // compute type -> storage, rounding to nearest even for bf16
+    Value* to_storage(Value* x, DType d) {
+        if (d == DType::bf16) {
+            Type* f32 = with_lanes(Type::getFloatTy(C), x);
+            if (x->getType() != f32) x = B.CreateFPTrunc(x, f32);
+            Type* i32 = with_lanes(I32, x);
+            Value* bits = B.CreateBitCast(x, i32);
+            Value* lsb = B.CreateAnd(B.CreateLShr(bits, 16), ConstantInt::get(i32, 1));
+            Value* rounded = B.CreateLShr(B.CreateAdd(B.CreateAdd(bits, ConstantInt::get(i32, 0x7fff)), lsb), 16);
+            Value* quiet = B.CreateOr(B.CreateLShr(bits, 16), ConstantInt::get(i32, 0x40));
+            Value* r = B.CreateSelect(B.CreateFCmpUNO(x, x), quiet, rounded);
+            return B.CreateTrunc(r, with_lanes(Type::getInt16Ty(C), x));
+        }
+        Type* want = with_lanes(storage(d), x);
+        if (x->getType() == want) return x;
+        return want->getScalarType()->isDoubleTy() ? B.CreateFPExt(x, want) : B.CreateFPTrunc(x, want);
+    }
+
+    Value* element_ptr(int slot, Value* index) {
+        return B.CreateGEP(storage(P.slots[static_cast<std::size_t>(slot)].dtype), row_base[static_cast<std::size_t>(slot)], index);
+    }
+    Value* load_lanes(int slot, Ctx& c) {
+        const DType d = P.slots[static_cast<std::size_t>(slot)].dtype;
+        Type* vt = FixedVectorType::get(storage(d), static_cast<unsigned>(VW));
+        Value* p = element_ptr(slot, c.index);
+        const Align al(size_of(d));
+        Value* x = c.mask ? static_cast<Value*>(B.CreateMaskedLoad(vt, p, al, c.mask, Constant::getNullValue(vt))) : B.CreateAlignedLoad(vt, p, al);
+        return to_compute(x, d);
+    }
+    Value* load_one(int slot, Value* index) {
+        const DType d = P.slots[static_cast<std::size_t>(slot)].dtype;
+        return to_compute(B.CreateAlignedLoad(storage(d), element_ptr(slot, index), Align(size_of(d))), d);
+    }
+
+    // A label as an i64 index: from a label input, or any scalar rounded toward zero.
+    Value* label_index(int i) {
+        if (label_val[static_cast<std::size_t>(i)]) return label_val[static_cast<std::size_t>(i)];
+        Value* v = S(i);
+        return B.CreateFPToSI(v, with_lanes(I64, v));
+    }
+
+    // The value of node i: per row (scalar nodes) or in a context (vector nodes).
+    Value* S(int i) {
+        Value*& v = scal[static_cast<std::size_t>(i)];
+        if (v) return v;
+        IRBuilderBase::InsertPointGuard guard(B);
+        if (stage_end) B.SetInsertPoint(stage_end);
+        v = table()[static_cast<std::size_t>(P.g[i].op)].value(*this, i, row_ctx);
+        return v;
+    }
+    Value* V(int i, Ctx& c) {
+        if (!vec(i)) {
+            Value* s = S(i);
+            return c.mode == Ctx::lanes ? splat(s) : s;
+        }
+        if (c.mode == Ctx::scalar) throw error("codegen: vector node %" + std::to_string(i) + " needed as a scalar");
+        Value*& m = c.memo[static_cast<std::size_t>(i)];
+        if (!m) m = table()[static_cast<std::size_t>(P.g[i].op)].value(*this, i, c);
+        return m;
+    }
+    Ctx lanes_ctx(Value* index, Value* mask) {
+        Ctx c;
+        c.mode = Ctx::lanes;
+        c.index = index;
+        c.mask = mask;
+        c.memo.assign(static_cast<std::size_t>(P.g.size()), nullptr);
+        return c;
+    }
+    Value* gather(int v, Value* index) {
+        if (!vec(v)) return S(v);
+        Ctx c;
+        c.mode = Ctx::gather;
+        c.index = index;
+        c.memo.assign(static_cast<std::size_t>(P.g.size()), nullptr);
+        return V(v, c);
+    }
+
+    // Horizontal reductions.
+    Value* hsum(Value* v) {
+        CallInst* r = B.CreateFAddReduce(cf(-0.0), v);
+        r->setHasAllowReassoc(true);
+        return r;
+    }
+    // max over lanes, NaN ignored unless every lane is NaN (llvm.vector.reduce.fmax), as a tree:
+    // LLVM expands the intrinsic into a serial chain of lanes, on every row's critical path
+    Value* hmax(Value* v) {
+        return shuffle_tree(v, [this](Value* a, Value* b) { return B.CreateBinaryIntrinsic(Intrinsic::maxnum, a, b); });
+    }
+    Value* isneginf(Value* x) { return B.CreateFCmpOEQ(x, cf(-INFINITY, x->getType())); }
+
+    // a * b where a zero factor gives zero even against +-inf (NaN still propagates), as the
+    // reference's mul: x * log(y) terms vanish where the target is 0. A finite nonzero constant
+    // factor needs no guard.
+    Value* mul0(Value* a, Value* b, int na, int nb) {
+        Value* r = B.CreateFMul(a, b);
+        auto plain = [&](int n) {
+            const Node& x = P.g[n];
+            return x.op == Op::constant && x.value != 0 && std::isfinite(x.value);
+        };
+        if (plain(na) || plain(nb)) return r;
+        Type* t = r->getType();
+        Value* z = ConstantFP::get(t, 0.0);
+        Value* za = B.CreateAnd(B.CreateFCmpOEQ(a, z), B.CreateFCmpORD(b, b));
+        Value* zb = B.CreateAnd(B.CreateFCmpOEQ(b, z), B.CreateFCmpORD(a, a));
+        return B.CreateSelect(B.CreateOr(za, zb), z, r);
+    }
+
+    void emit_loop(Value* begin, Value* end, const std::function<void(Value*, Value*, int)>& body, int copies = 0);
+    void new_stage();
+    void emit_pass(const Pass& ps, bool last);
+
+    // exp for the kernel's target (vscalefps on AVX-512)
+    Value* exp(Value* x) { return emit_exp(B, x, T.avx512); }
+    // max(acc, x) ignoring a NaN x (x86's maxps: one instruction). Used where a NaN reaches the
+    // result through another path anyway (logsumexp: exp(NaN - max) makes the sum NaN).
+    Value* max_fast(Value* acc, Value* x) { return B.CreateSelect(B.CreateFCmpOGT(x, acc), x, acc); }
+    // A horizontal reduction by a shuffle tree: the two halves combined, pairwise, down to one lane.
+    template <class Combine>
+    Value* shuffle_tree(Value* v, Combine combine) {
+        auto* vt = cast<FixedVectorType>(v->getType());
+        for (unsigned n = vt->getNumElements(); n > 1; n /= 2) {
+            SmallVector<int, 16> lo, hi;
+            for (unsigned l = 0; l < n / 2; ++l) {
+                lo.push_back(static_cast<int>(l));
+                hi.push_back(static_cast<int>(l + n / 2));
+            }
+            v = combine(B.CreateShuffleVector(v, lo), B.CreateShuffleVector(v, hi));
+        }
+        return B.CreateExtractElement(v, std::uint64_t{0});
+    }
+    // Horizontal max of max_fast (llvm.vector.reduce.fmax has maxnum's NaN rules and becomes a
+    // serial chain of scalar compares on x86).
+    Value* hmax_fast(Value* v) {
+        return shuffle_tree(v, [this](Value* a, Value* b) { return max_fast(a, b); });
+    }
+    // Horizontal sum, halves added pairwise.
+    Value* hsum_tree(Value* v) {
+        return shuffle_tree(v, [this](Value* a, Value* b) { return B.CreateFAdd(a, b); });
+    }
+
+    // cached softmax (Plan::cache_lse): the scratch row, and while the last pass is emitted,
+    // the current block's factor exp(block max - max) / sum (a vector)
+    Value* scratch = nullptr;
+    Value* cache_factor = nullptr;
+    Value *cache_M = nullptr, *cache_lo = nullptr;  // the row's logsumexp = max + lo
+    Value* scratch_block_max(Value* block_index) {
+        Value* base = B.CreateGEP(F, scratch, B.CreateAdd(K, ConstantInt::get(I64, 16)));
+        return B.CreateGEP(F, base, block_index);
+    }
+    AllocaInst* alloca(Type* t) {
+        IRBuilder<> e(&fn->getEntryBlock(), fn->getEntryBlock().begin());
+        return e.CreateAlloca(t);
+    }
+};
+
+// The nodes the outputs use (through their arguments and a softmax's logsumexp): only these are
+// emitted, and gathers among them are forced early.
+std::vector<bool> live_nodes(const Plan& P);
+
+// The body of the kernel function after its entry block's setup (slots loaded; acc: per scalar
+// output slot, its running double sum, else null), one per strategy of Plan::rows.
+void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector<AllocaInst*>& acc, Value* ignore, Value* state);
+void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vector<AllocaInst*>& acc, Value* ignore, Value* state);
+
+}  // namespace lossjit::jit::codegen_detail

@@ -1,0 +1,72 @@
+// Loops and stage blocks of the emitted function (see codegen_emitter.hpp).
+#include "codegen_emitter.hpp"
+
+namespace lossjit::jit::codegen_detail {
+
+void Em::emit_loop(Value* begin, Value* end, const std::function<void(Value*, Value*, int)>& body, int copies) {
+    const int U = copies > 0 ? copies : P.unroll;
+    AllocaInst* iv = alloca(I64);
+    B.CreateStore(begin, iv);
+    std::vector<Constant*> iota;
+    for (int l = 0; l < VW; ++l) iota.push_back(ConstantInt::get(I32, static_cast<std::uint64_t>(l)));
+    if (U == 1 && P.masked_loop) {
+        // One loop, every iteration masked: with AVX-512's mask registers a masked load, store or
+        // accumulation costs what an unmasked one does, and the body is emitted once (half the
+        // code for LLVM to optimize and select: JIT latency).
+        BasicBlock* bodyb = BasicBlock::Create(C, "masked.body", fn);
+        BasicBlock* exit = BasicBlock::Create(C, "masked.exit", fn);
+        B.CreateCondBr(B.CreateICmpSLT(begin, end), bodyb, exit);
+        B.SetInsertPoint(bodyb);
+        Value* i = B.CreateLoad(I64, iv);
+        Value* lanes = B.CreateAdd(splat(B.CreateTrunc(i, I32)), ConstantVector::get(iota));
+        body(i, B.CreateICmpSLT(lanes, splat(B.CreateTrunc(end, I32))), 0);
+        Value* next = B.CreateAdd(i, ConstantInt::get(I64, VW));
+        B.CreateStore(next, iv);
+        B.CreateCondBr(B.CreateICmpSLT(next, end), bodyb, exit);
+        B.SetInsertPoint(exit);
+        return;
+    }
+    auto counted = [&](int step, int copies, const char* name) {
+        BasicBlock* cond = BasicBlock::Create(C, std::string(name) + ".cond", fn);
+        BasicBlock* bodyb = BasicBlock::Create(C, std::string(name) + ".body", fn);
+        BasicBlock* exit = BasicBlock::Create(C, std::string(name) + ".exit", fn);
+        B.CreateBr(cond);
+        B.SetInsertPoint(cond);
+        Value* i = B.CreateLoad(I64, iv);
+        B.CreateCondBr(B.CreateICmpSLE(B.CreateAdd(i, ConstantInt::get(I64, step)), end), bodyb, exit);
+        B.SetInsertPoint(bodyb);
+        for (int u = 0; u < copies; ++u) body(B.CreateAdd(i, ConstantInt::get(I64, u * VW)), nullptr, u);
+        B.CreateStore(B.CreateAdd(i, ConstantInt::get(I64, step)), iv);
+        B.CreateBr(cond);
+        B.SetInsertPoint(exit);
+    };
+    counted(VW * U, U, U > 1 ? "unrolled" : "vector");
+    // masked tail: the lanes still inside [i, end); a loop when more than one vector may remain
+    BasicBlock* tail = BasicBlock::Create(C, "tail", fn);
+    BasicBlock* done = BasicBlock::Create(C, "tail.done", fn);
+    B.CreateCondBr(B.CreateICmpSLT(B.CreateLoad(I64, iv), end), tail, done);
+    B.SetInsertPoint(tail);
+    Value* i = B.CreateLoad(I64, iv);
+    Value* lanes = B.CreateAdd(splat(B.CreateTrunc(i, I32)), ConstantVector::get(iota));
+    Value* mask = B.CreateICmpSLT(lanes, splat(B.CreateTrunc(end, I32)));
+    body(i, mask, 0);
+    if (U > 1) {
+        Value* next = B.CreateAdd(i, ConstantInt::get(I64, VW));
+        B.CreateStore(next, iv);
+        B.CreateCondBr(B.CreateICmpSLT(next, end), tail, done);
+    } else {
+        B.CreateBr(done);
+    }
+    B.SetInsertPoint(done);
+}
+
+void Em::new_stage() {
+    BasicBlock* st = BasicBlock::Create(C, "stage", fn);
+    B.CreateBr(st);
+    B.SetInsertPoint(st);
+    BasicBlock* next = BasicBlock::Create(C, "pass", fn);
+    stage_end = B.CreateBr(next);
+    B.SetInsertPoint(next);
+}
+
+}  // namespace lossjit::jit::codegen_detail

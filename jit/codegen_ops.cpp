@@ -1,0 +1,217 @@
+// The emitter table: one entry per op, giving the node's value in a context (and, for
+// elementwise ops, the arithmetic on scalars or vectors).
+#include "codegen_emitter.hpp"
+
+namespace lossjit::jit::codegen_detail {
+
+namespace {
+
+Value* v_leaf(Em& e, int i, Ctx& c) {
+    const Node& n = e.P.g[i];
+    switch (n.op) {
+    case Op::constant: return e.rows ? static_cast<Value*>(ConstantFP::get(e.VF, n.value)) : e.cf(n.value);
+    case Op::row_length: return e.Kf;
+    case Op::input: {
+        const int slot = e.slot_of[static_cast<std::size_t>(i)];
+        if (slot < 0) throw error("codegen: input '" + std::string(n.name.view()) + "' has no slot");
+        if (e.rows) {
+            if (n.kind == InputKind::label) return e.B.CreateSIToFP(e.label_val[static_cast<std::size_t>(i)], e.VF);
+            const DType d = e.P.slots[static_cast<std::size_t>(slot)].dtype;
+            if (n.shape == Shape::scalar) return e.to_compute(e.rows_load(slot, ConstantInt::get(e.I64, 0)), d);
+            return e.to_compute(e.rows_load(slot, c.index), d);
+        }
+        if (n.kind == InputKind::label) return e.B.CreateSIToFP(e.label_val[static_cast<std::size_t>(i)], e.F);
+        if (n.shape == Shape::scalar) return e.load_one(slot, ConstantInt::get(e.I64, 0));
+        if (c.mode == Ctx::lanes) return e.load_lanes(slot, c);
+        return e.load_one(slot, c.index);
+    }
+    default: throw error("codegen: a pattern wildcard cannot be compiled");
+    }
+}
+
+Value* v_elementwise(Em& e, int i, Ctx& c) {
+    const Node& n = e.P.g[i];
+    Value* a = e.V(n.a, c);
+    Value* b = n.b >= 0 ? e.V(n.b, c) : nullptr;
+    return table()[static_cast<std::size_t>(n.op)].math(e, i, a, b);
+}
+
+Value* v_softmax(Em& e, int i, Ctx& c) {
+    const Node& n = e.P.g[i];
+    if (n.op == Op::softmax && c.mode == Ctx::lanes && e.cache_factor && e.P.lse_of[static_cast<std::size_t>(i)] == e.P.cache_lse) {
+        if (e.rows) return e.B.CreateFMul(e.B.CreateAlignedLoad(e.VF, e.B.CreateGEP(e.VF, e.rows_exp, c.index), Align(64)), e.cache_factor);
+        Value* p = e.B.CreateGEP(e.F, e.scratch, c.index);
+        const Align al(e.P.compute == DType::f64 ? 8 : 4);
+        Value* x = c.mask ? static_cast<Value*>(e.B.CreateMaskedLoad(e.VF, p, al, c.mask, Constant::getNullValue(e.VF)))
+                          : e.B.CreateAlignedLoad(e.VF, p, al);
+        return e.B.CreateFMul(x, e.cache_factor);
+    }
+    const int l = e.P.lse_of[static_cast<std::size_t>(i)];
+    Value* lse = e.S(l);
+    auto lanes = [&](Value* s) { return c.mode == Ctx::lanes ? e.splat(s) : s; };
+    Value* x;
+    if (Value* hi = e.lse_hi[static_cast<std::size_t>(l)])  // (x - max) - log(sum): exact near the max
+        x = e.B.CreateFSub(e.B.CreateFSub(e.V(n.a, c), lanes(hi)), lanes(e.lse_lo[static_cast<std::size_t>(l)]));
+    else
+        x = e.B.CreateFSub(e.V(n.a, c), lanes(lse));
+    return n.op == Op::softmax ? e.exp(x) : x;
+}
+
+// a - b, where a logsumexp operand reduced in a pass is taken as hi + lo: lse - x = (hi - x) + lo,
+// so that a loss such as logsumexp(u) - at(u, y) near 0 keeps its relative precision.
+Value* m_sub(Em& e, int i, Value* a, Value* b) {
+    auto& B = e.B;
+    const Node& n = e.P.g[i];
+    auto part = [&](int node, bool high, Value* like) -> Value* {
+        Value* v = high ? e.lse_hi[static_cast<std::size_t>(node)] : e.lse_lo[static_cast<std::size_t>(node)];
+        return like->getType()->isVectorTy() ? e.splat(v) : v;
+    };
+    const bool sa = !e.vec(n.a) && e.lse_hi[static_cast<std::size_t>(n.a)] != nullptr;
+    const bool sb = !e.vec(n.b) && e.lse_hi[static_cast<std::size_t>(n.b)] != nullptr;
+    if (sa && sb) return B.CreateFSub(B.CreateFAdd(B.CreateFSub(part(n.a, true, a), part(n.b, true, b)), part(n.a, false, a)), part(n.b, false, b));
+    if (sa) return B.CreateFAdd(B.CreateFSub(part(n.a, true, a), b), part(n.a, false, a));
+    if (sb) return B.CreateFSub(B.CreateFSub(a, part(n.b, true, b)), part(n.b, false, b));
+    return B.CreateFSub(a, b);
+}
+
+Value* v_onehot(Em& e, int i, Ctx& c) {
+    const Node& n = e.P.g[i];
+    Value* y = e.label_index(n.a);
+    if (e.rows) {  // y: the rows' labels; c.index: column j or, gathering, the rows' columns
+        auto* v32 = FixedVectorType::get(e.I32, static_cast<unsigned>(e.VW));
+        Value* j = c.index->getType()->isVectorTy() ? e.B.CreateTrunc(c.index, v32) : e.splat(e.B.CreateTrunc(c.index, e.I32));
+        Value* hit = e.B.CreateICmpEQ(e.B.CreateTrunc(y, v32), j);
+        return e.B.CreateSelect(hit, ConstantFP::get(e.VF, 1.0), ConstantFP::get(e.VF, 0.0));
+    }
+    if (c.mode == Ctx::gather) return e.B.CreateSelect(e.B.CreateICmpEQ(c.index, y), e.cf(1.0), e.cf(0.0));
+    std::vector<Constant*> iota;
+    for (int l = 0; l < e.VW; ++l) iota.push_back(ConstantInt::get(e.I32, static_cast<std::uint64_t>(l)));
+    Value* lanes = e.B.CreateAdd(e.splat(e.B.CreateTrunc(c.index, e.I32)), ConstantVector::get(iota));
+    Value* hit = e.B.CreateICmpEQ(lanes, e.splat(e.B.CreateTrunc(y, e.I32)));
+    return e.B.CreateSelect(hit, ConstantFP::get(e.VF, 1.0), ConstantFP::get(e.VF, 0.0));
+}
+
+// Reductions seen as values: the result of their pass, a gather, or a fold over a scalar.
+Value* v_reduction(Em& e, int i, Ctx&) {
+    const Node& n = e.P.g[i];
+    if (Value* r = e.reduced[static_cast<std::size_t>(i)]) return r;
+    auto& B = e.B;
+    if (n.op == Op::at) return e.gather(n.a, e.label_index(n.b));
+    if (e.vec(n.a) || e.vec(n.b)) throw error("codegen: reduction %" + std::to_string(i) + " used before its pass");
+    Value* a = e.S(n.a);
+    switch (n.op) {
+    case Op::sum: return B.CreateFMul(e.Kf, a);                          // sum(s) = K s
+    case Op::mean: return a;                                             // mean(s) = s
+    case Op::dot: return B.CreateFMul(e.Kf, e.mul0(a, e.S(n.b), n.a, n.b));  // dot(s, t) = K s t
+    case Op::logsumexp: return B.CreateFAdd(a, emit_log(B, e.Kf));      // s + log K
+    case Op::amax: return a;
+    default: throw error("codegen: unknown reduction");
+    }
+}
+
+Value* m_pow(Em& e, int i, Value* a, Value* b) {
+    auto& B = e.B;
+    const Node& n = e.P.g[i];
+    Type* t = a->getType();
+    auto one = [&] { return ConstantFP::get(t, 1.0); };
+    if (e.P.g[n.b].op == Op::constant) {
+        const double p = e.P.g[n.b].value;
+        auto ipow = [&](Value* x, long k) {
+            Value* r = nullptr;
+            Value* sq = x;
+            while (k > 0) {
+                if (k & 1) r = r ? B.CreateFMul(r, sq) : sq;
+                k >>= 1;
+                if (k) sq = B.CreateFMul(sq, sq);
+            }
+            return r ? r : one();
+        };
+        if (p == std::floor(p) && std::fabs(p) <= 64) {
+            Value* r = ipow(a, static_cast<long>(std::fabs(p)));
+            return p < 0 ? B.CreateFDiv(one(), r) : r;
+        }
+        if (p * 2 == std::floor(p * 2) && std::fabs(p) <= 64) {  // half-integer: a^k sqrt(a)
+            Value* s = B.CreateUnaryIntrinsic(Intrinsic::sqrt, a);
+            Value* r = B.CreateFMul(ipow(a, static_cast<long>(std::floor(std::fabs(p)))), s);
+            return p < 0 ? B.CreateFDiv(one(), r) : r;
+        }
+    }
+    // general: exp(b log|a|), signed for negative a and integer b
+    Value* r = e.exp(B.CreateFMul(b, emit_log(B, B.CreateUnaryIntrinsic(Intrinsic::fabs, a))));
+    Value* fl = B.CreateUnaryIntrinsic(Intrinsic::floor, b);
+    Value* isint = B.CreateFCmpOEQ(fl, b);
+    Value* half = B.CreateFMul(b, ConstantFP::get(t, 0.5));
+    Value* odd = B.CreateAnd(isint, B.CreateFCmpONE(B.CreateUnaryIntrinsic(Intrinsic::floor, half), half));
+    Value* neg = B.CreateSelect(isint, B.CreateSelect(odd, B.CreateFNeg(r), r), ConstantFP::getNaN(t));
+    r = B.CreateSelect(B.CreateFCmpOLT(a, ConstantFP::get(t, 0.0)), neg, r);
+    r = B.CreateSelect(B.CreateFCmpOEQ(b, ConstantFP::get(t, 0.0)), one(), r);
+    return B.CreateSelect(B.CreateFCmpOEQ(a, one()), one(), r);
+}
+
+Value* m_minmax(Em& e, int i, Value* a, Value* b) {
+    auto& B = e.B;
+    Value* pick = e.P.g[i].op == Op::min ? B.CreateFCmpOLT(a, b) : B.CreateFCmpOGT(a, b);
+    Value* r = B.CreateSelect(pick, a, b);           // b when b is NaN
+    return B.CreateSelect(B.CreateFCmpUNO(a, a), a, r);  // a when a is NaN
+}
+
+}  // namespace
+
+const std::array<OpEmitter, op_count>& table() {
+    static const std::array<OpEmitter, op_count> t = [] {
+        std::array<OpEmitter, op_count> x{};
+        auto set = [&](Op o, ValueFn v, MathFn m = nullptr) { x[static_cast<std::size_t>(o)] = OpEmitter{v, m}; };
+        set(Op::constant, v_leaf);
+        set(Op::input, v_leaf);
+        set(Op::row_length, v_leaf);
+        // Op::wildcard: patterns only, never compiled
+        set(Op::neg, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return e.B.CreateFNeg(a); });
+        set(Op::exp, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return e.exp(a); });
+        set(Op::log, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return emit_log(e.B, a); });
+        set(Op::log1p, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return emit_log1p(e.B, a); });
+        set(Op::expm1, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return emit_expm1(e.B, a); });
+        set(Op::sqrt, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return e.B.CreateUnaryIntrinsic(Intrinsic::sqrt, a); });
+        set(Op::tanh, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return emit_tanh(e.B, a); });
+        set(Op::sigmoid, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return emit_sigmoid(e.B, a); });
+        set(Op::softplus, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return emit_softplus(e.B, a); });
+        set(Op::abs, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* { return e.B.CreateUnaryIntrinsic(Intrinsic::fabs, a); });
+        set(Op::sign, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* {
+            Type* t = a->getType();
+            Value* z = ConstantFP::get(t, 0.0);
+            return e.B.CreateSelect(e.B.CreateFCmpOGT(a, z), ConstantFP::get(t, 1.0),
+                                    e.B.CreateSelect(e.B.CreateFCmpOLT(a, z), ConstantFP::get(t, -1.0), a));
+        });
+        set(Op::step, v_elementwise, [](Em& e, int, Value* a, Value*) -> Value* {
+            Type* t = a->getType();
+            Value* z = ConstantFP::get(t, 0.0);
+            return e.B.CreateSelect(e.B.CreateFCmpOGE(a, z), ConstantFP::get(t, 1.0),
+                                    e.B.CreateSelect(e.B.CreateFCmpOLT(a, z), z, a));
+        });
+        set(Op::add, v_elementwise, [](Em& e, int, Value* a, Value* b) -> Value* { return e.B.CreateFAdd(a, b); });
+        set(Op::sub, v_elementwise, m_sub);
+        set(Op::mul, v_elementwise, [](Em& e, int i, Value* a, Value* b) -> Value* { return e.mul0(a, b, e.P.g[i].a, e.P.g[i].b); });
+        set(Op::div, v_elementwise, [](Em& e, int, Value* a, Value* b) -> Value* { return e.B.CreateFDiv(a, b); });
+        set(Op::pow, v_elementwise, m_pow);
+        set(Op::min, v_elementwise, m_minmax);
+        set(Op::max, v_elementwise, m_minmax);
+        set(Op::softmax, v_softmax);
+        set(Op::log_softmax, v_softmax);
+        set(Op::onehot, v_onehot);
+        for (Op o : {Op::sum, Op::mean, Op::dot, Op::logsumexp, Op::amax, Op::at}) set(o, v_reduction);
+        return x;
+    }();
+    return t;
+}
+
+
+}  // namespace lossjit::jit::codegen_detail
+
+namespace lossjit::jit {
+
+bool has_emitter(Op op) {
+    const codegen_detail::OpEmitter& x = codegen_detail::table()[static_cast<std::size_t>(op)];
+    if (x.value == nullptr) return false;
+    return info(op).cls != OpClass::elementwise || x.math != nullptr;
+}
+
+}  // namespace lossjit::jit::codegen_detail

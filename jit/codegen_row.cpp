@@ -1,0 +1,157 @@
+// Row by row: the kernel function's body when the rows are long (not Plan::rows). See
+// codegen.hpp for the kernel's ABI and schedule.hpp for the passes.
+//
+// Structure:
+//   for each row r in [row_begin, row_end):
+//     row bases of every slot; labels
+//     stage 0 (scalars of depth 0, e.g. gathers at(u, y)), pass 0, stage 1, pass 1, ...
+//     each pass: one vectorized loop over the row (unrolled, masked tail), accumulating all of
+//     the pass's reductions; two-pass logsumexp adds a max loop before it, per block of the row;
+//     the last pass also stores the vector outputs
+//     final stage: scalar outputs, stored per row and summed
+//   skipped rows (a label equal to ignore_index, checked before anything of the row is read;
+//   or a logsumexp of -inf, checked after the pass that computes it): every output of the row
+//   is written as 0 (vector outputs by a plain store loop) and row_state[r] says why
+// Scalar nodes are computed lazily, at the end of the latest stage block (which dominates all
+// later code of the row); gathers are forced before the passes so in-place gradients are safe.
+#include "codegen_emitter.hpp"
+
+#include <llvm/IR/MDBuilder.h>
+
+namespace lossjit::jit::codegen_detail {
+
+void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector<AllocaInst*>& acc, Value* ignore, Value* state) {
+    auto& B = e.B;
+    auto& C = e.C;
+    const Plan& P = e.P;
+    Function* fn = e.fn;
+    Type* I8 = Type::getInt8Ty(C);
+    const std::size_t ns = P.slots.size();
+    AllocaInst* skipped_acc = B.CreateAlloca(e.D);  // rows skipped for a logsumexp of -inf
+    B.CreateStore(ConstantFP::get(e.D, 0.0), skipped_acc);
+    AllocaInst* row = B.CreateAlloca(e.I64);
+    B.CreateStore(rb, row);
+    BasicBlock* cond = BasicBlock::Create(C, "row.cond", fn);
+    BasicBlock* body = BasicBlock::Create(C, "row.body", fn);
+    BasicBlock* next = BasicBlock::Create(C, "row.next", fn);
+    BasicBlock* done = BasicBlock::Create(C, "done", fn);
+    // skipped rows: one block, entered with the row's state (1 ignored, 2 logsumexp -inf)
+    BasicBlock* skip = nullptr;
+    std::vector<std::pair<BasicBlock*, int>> skip_from;
+    MDBuilder md(C);
+    auto skip_if = [&](Value* c, int why, const char* name) {
+        if (!skip) skip = BasicBlock::Create(C, "row.skip", fn);
+        BasicBlock* go = BasicBlock::Create(C, name, fn);
+        skip_from.emplace_back(B.GetInsertBlock(), why);
+        // ignored rows may be common (padding); a fully masked row is rare
+        B.CreateCondBr(c, skip, go, why == 2 ? md.createBranchWeights(1, 1 << 12) : nullptr);
+        B.SetInsertPoint(go);
+    };
+    B.CreateBr(cond);
+    B.SetInsertPoint(cond);
+    Value* r = B.CreateLoad(e.I64, row);
+    B.CreateCondBr(B.CreateICmpSLT(r, re), body, done);
+    B.SetInsertPoint(body);
+
+    // row bases and labels
+    e.row_base.assign(ns, nullptr);
+    for (std::size_t s = 0; s < ns; ++s)
+        e.row_base[s] = B.CreateGEP(e.storage(P.slots[s].dtype), e.slot_ptr[s], B.CreateMul(r, e.slot_stride[s]));
+    e.label_val.assign(static_cast<std::size_t>(P.g.size()), nullptr);
+    for (std::size_t s = 0; s < ns; ++s)
+        if (!P.slots[s].output && P.slots[s].kind == InputKind::label) {
+            Value* y = B.CreateLoad(e.storage(P.slots[s].dtype), e.row_base[s]);
+            if (P.slots[s].dtype == DType::i32) y = B.CreateSExt(y, e.I64);
+            e.label_val[static_cast<std::size_t>(P.slot_node[s])] = y;
+        }
+    // a label equal to ignore_index: the row is skipped before anything else of it is read
+    {
+        Value* ign = nullptr;
+        for (std::size_t s = 0; s < ns; ++s)
+            if (!P.slots[s].output && P.slots[s].kind == InputKind::label) {
+                Value* eq = B.CreateICmpEQ(e.label_val[static_cast<std::size_t>(P.slot_node[s])], ignore);
+                ign = ign ? B.CreateOr(ign, eq) : eq;
+            }
+        if (ign) skip_if(ign, 1, "row.valid");
+    }
+
+    // liveness, for forcing gathers early
+    const std::vector<bool> live = live_nodes(P);
+
+    for (std::size_t k = 0; k < P.passes.size(); ++k) {
+        e.new_stage();
+        // gathers read the row: do them before the passes that may overwrite it
+        for (int i = 0; i < P.g.size(); ++i)
+            if (live[static_cast<std::size_t>(i)] && P.g[i].op == Op::at && P.depth[static_cast<std::size_t>(i)] <= static_cast<int>(k))
+                e.S(i);
+        e.emit_pass(P.passes[k], k + 1 == P.passes.size());
+        // a logsumexp of -inf (every element -inf: a fully masked row): the row is skipped
+        Value* neg = nullptr;
+        for (int red : P.passes[k].reductions)
+            if (P.g[red].op == Op::logsumexp) {
+                Value* c = e.isneginf(e.reduced[static_cast<std::size_t>(red)]);
+                neg = neg ? B.CreateOr(neg, c) : c;
+            }
+        if (neg) skip_if(neg, 2, "row.unmasked");
+    }
+    e.new_stage();
+    for (std::size_t s = 0; s < ns; ++s) {
+        if (!acc[s]) continue;
+        Value* v = e.S(P.slot_node[s]);
+        Value* d = e.F->isDoubleTy() ? v : B.CreateFPExt(v, e.D);
+        B.CreateStore(B.CreateFAdd(B.CreateLoad(e.D, acc[s]), d), acc[s]);
+        // an unbound per-row output points at a scratch value with stride 0 (no branch here)
+        const DType dt = P.slots[s].dtype;
+        B.CreateAlignedStore(e.to_storage(v, dt), e.row_base[s], Align(size_of(dt)));
+    }
+    B.CreateStore(ConstantInt::get(I8, 0), B.CreateGEP(I8, state, r));
+    B.CreateBr(next);
+
+    if (skip) {
+        // every output of the row is 0; scalar outputs add nothing to the sums
+        B.SetInsertPoint(skip);
+        PHINode* why = B.CreatePHI(I8, static_cast<unsigned>(skip_from.size()));
+        for (auto& [from, w] : skip_from) why->addIncoming(ConstantInt::get(I8, static_cast<std::uint64_t>(w)), from);
+        B.CreateStore(why, B.CreateGEP(I8, state, r));
+        Value* masked = B.CreateICmpEQ(why, ConstantInt::get(I8, 2));
+        B.CreateStore(B.CreateFAdd(B.CreateLoad(e.D, skipped_acc), B.CreateSelect(masked, ConstantFP::get(e.D, 1.0), ConstantFP::get(e.D, 0.0))),
+                      skipped_acc);
+        bool any_vector = false;
+        for (std::size_t s = 0; s < ns; ++s) any_vector = any_vector || (P.slots[s].output && P.slots[s].vector);
+        if (any_vector)
+            e.emit_loop(ConstantInt::get(e.I64, 0), e.K, [&](Value* i, Value* mask, int) {
+                for (std::size_t s = 0; s < ns; ++s) {
+                    if (!P.slots[s].output || !P.slots[s].vector) continue;
+                    const DType d = P.slots[s].dtype;
+                    Value* z = Constant::getNullValue(FixedVectorType::get(e.storage(d), static_cast<unsigned>(e.VW)));
+                    Value* p = e.element_ptr(static_cast<int>(s), i);
+                    if (mask) B.CreateMaskedStore(z, p, Align(size_of(d)), mask);
+                    else B.CreateAlignedStore(z, p, Align(size_of(d)));
+                }
+            });
+        for (std::size_t s = 0; s < ns; ++s)
+            if (acc[s]) {
+                const DType dt = P.slots[s].dtype;
+                B.CreateAlignedStore(e.to_storage(e.cf(0.0), dt), e.row_base[s], Align(size_of(dt)));
+            }
+        B.CreateBr(next);
+    }
+
+    B.SetInsertPoint(next);
+    B.CreateStore(B.CreateAdd(r, ConstantInt::get(e.I64, 1)), row);
+    B.CreateBr(cond);
+
+    B.SetInsertPoint(done);
+    for (std::size_t s = 0; s < ns; ++s)
+        if (acc[s]) {
+            Value* p = B.CreateConstGEP1_64(e.D, sums, s);
+            B.CreateStore(B.CreateFAdd(B.CreateLoad(e.D, p), B.CreateLoad(e.D, acc[s])), p);
+        }
+    {
+        Value* p = B.CreateConstGEP1_64(e.D, sums, ns);
+        B.CreateStore(B.CreateFAdd(B.CreateLoad(e.D, p), B.CreateLoad(e.D, skipped_acc)), p);
+    }
+    B.CreateRetVoid();
+}
+
+}  // namespace lossjit::jit::codegen_detail

@@ -1,0 +1,346 @@
+// One pass over a row (row by row): every reduction of the pass accumulated in one vector loop,
+// a two-pass logsumexp's max loop per block before it, the vector outputs stored by the last pass.
+#include "codegen_emitter.hpp"
+
+namespace lossjit::jit::codegen_detail {
+
+namespace {
+
+struct Red {
+    int node;
+    Op op;
+    bool two_pass = false;
+    std::vector<AllocaInst*> a, b, c;  // per unroll copy: accumulator(s)
+    // two-pass logsumexp over blocks: the running max M, the number C of elements equal to it
+    // and the sum R of exp(x - M) over the others (sum exp(x - M) = C + R)
+    AllocaInst *M = nullptr, *Cnt = nullptr, *Sum = nullptr;
+};
+
+}  // namespace
+
+void Em::emit_pass(const Pass& ps, bool last) {
+    const int U = P.unroll;
+    const int UM = std::max(U, 4);  // accumulators of the max loops (load + max: latency bound)
+    std::vector<Red> reds;
+    bool any_two = false;
+    for (int r : ps.reductions) {
+        Red x;
+        x.node = r;
+        x.op = P.g[r].op;
+        x.two_pass = x.op == Op::logsumexp && P.lse == LseMode::two_pass;
+        any_two = any_two || x.two_pass;
+        for (int u = 0; u < U; ++u) {
+            x.a.push_back(alloca(VF));
+            if (x.op == Op::logsumexp) x.b.push_back(alloca(VF));
+            if (x.two_pass) x.c.push_back(alloca(VF));
+        }
+        if (x.two_pass) {
+            x.M = alloca(F);
+            x.Cnt = alloca(F);
+            x.Sum = alloca(F);
+            for (int u = U; u < UM; ++u) x.a.push_back(alloca(VF));
+        }
+        reds.push_back(std::move(x));
+    }
+    // Evaluate every value this pass reads before the loops, so that lazily computed scalars
+    // land in the stage block.
+    for (const Red& r : reds) {
+        const Node& n = P.g[r.node];
+        if (!vec(n.a)) S(n.a);
+        if (n.b >= 0 && !vec(n.b)) S(n.b);
+    }
+    auto init_main = [&] {
+        for (Red& r : reds) {
+            if (r.two_pass) {
+                for (int u = 0; u < U; ++u) {
+                    B.CreateStore(ConstantFP::get(VF, 0.0), r.b[static_cast<std::size_t>(u)]);
+                    B.CreateStore(ConstantFP::get(VF, 0.0), r.c[static_cast<std::size_t>(u)]);
+                }
+                continue;
+            }
+            const double init = r.op == Op::amax || r.op == Op::logsumexp ? -INFINITY : 0.0;
+            for (int u = 0; u < U; ++u) {
+                B.CreateStore(ConstantFP::get(VF, init), r.a[static_cast<std::size_t>(u)]);
+                if (r.op == Op::logsumexp) B.CreateStore(ConstantFP::get(VF, 0.0), r.b[static_cast<std::size_t>(u)]);
+            }
+        }
+    };
+    std::vector<Value*> block_max(reds.size(), nullptr);  // two-pass: this block's max (safe)
+    std::vector<Value*> scale(P.slots.size(), nullptr);
+    // Two-pass logsumexp: the max loop of a block streams from memory and the exp loop after it
+    // computes, one after the other. The exp loop prefetches the inputs of the next block (the
+    // next row when the row is one block), so the next max loop reads from cache and memory
+    // traffic overlaps the arithmetic.
+    Value* ahead = nullptr;
+    if (any_two) {
+        Value* blk = ConstantInt::get(I64, static_cast<std::int64_t>(P.block));
+        ahead = B.CreateSelect(B.CreateICmpSGT(K, blk), blk, K);
+    }
+    auto main_body = [&](Value* i, Value* mask, int u) {
+        Ctx c = lanes_ctx(i, mask);
+        if (ahead && !mask)
+            for (std::size_t s = 0; s < P.slots.size(); ++s)
+                if (!P.slots[s].output && P.slots[s].vector && P.slots[s].kind != InputKind::weights)
+                    B.CreateIntrinsic(Intrinsic::prefetch, {B.getPtrTy()},
+                                      {element_ptr(static_cast<int>(s), B.CreateAdd(i, ahead)), B.getInt32(0), B.getInt32(3), B.getInt32(1)});
+        auto keep = [&](Value* v, Value* other) { return mask ? B.CreateSelect(mask, v, other) : v; };
+        for (std::size_t k = 0; k < reds.size(); ++k) {
+            Red& r = reds[k];
+            const Node& n = P.g[r.node];
+            AllocaInst* A = r.a[static_cast<std::size_t>(u)];
+            Value* x = V(n.a, c);
+            switch (r.op) {
+            case Op::sum:
+            case Op::mean: {
+                Value* acc = B.CreateLoad(VF, A);
+                B.CreateStore(B.CreateFAdd(acc, keep(x, ConstantFP::get(VF, 0.0))), A);
+                break;
+            }
+            case Op::dot: {
+                Value* acc = B.CreateLoad(VF, A);
+                Value* prod = mul0(x, V(n.b, c), n.a, n.b);
+                B.CreateStore(B.CreateFAdd(acc, keep(prod, ConstantFP::get(VF, 0.0))), A);
+                break;
+            }
+            case Op::amax: {
+                Value* acc = B.CreateLoad(VF, A);
+                Value* take = B.CreateOr(B.CreateFCmpOGT(x, acc), B.CreateFCmpUNO(x, x));
+                if (mask) take = B.CreateAnd(take, mask);
+                B.CreateStore(B.CreateSelect(take, x, acc), A);
+                break;
+            }
+            case Op::logsumexp: {
+                AllocaInst* Sa = r.b[static_cast<std::size_t>(u)];
+                Value* s = B.CreateLoad(VF, Sa);
+                if (r.two_pass) {
+                    // elements equal to the block's max are counted, not summed: the sum of the
+                    // others keeps its precision (a 1 in the accumulator would round it away)
+                    Value* bm = splat(block_max[k]);
+                    Value* e = exp(B.CreateFSub(x, bm));
+                    Value* top = B.CreateFCmpOEQ(x, bm);
+                    if (mask) top = B.CreateAnd(top, mask);
+                    Value* zero = ConstantFP::get(VF, 0.0);
+                    B.CreateStore(B.CreateFAdd(s, B.CreateSelect(top, zero, keep(e, zero))), Sa);
+                    AllocaInst* Ca = r.c[static_cast<std::size_t>(u)];
+                    B.CreateStore(B.CreateFAdd(B.CreateLoad(VF, Ca), B.CreateSelect(top, ConstantFP::get(VF, 1.0), zero)), Ca);
+                    if (r.node == P.cache_lse) {
+                        Value* p = B.CreateGEP(F, scratch, i);
+                        if (mask) B.CreateMaskedStore(e, p, Align(P.compute == DType::f64 ? 8 : 4), mask);
+                        else B.CreateAlignedStore(e, p, Align(P.compute == DType::f64 ? 8 : 4));
+                    }
+                    break;
+                }
+                // online: running max m and the sum s of exp(x - m) over the lane's elements but
+                // its (one) maximal element, whose exp(0) = 1 is implicit: one exp per element
+                Value* m = B.CreateLoad(VF, A);
+                Value* gt = B.CreateFCmpOGT(x, m);
+                Value* e = exp(B.CreateSelect(gt, B.CreateFSub(m, x), B.CreateFSub(x, m)));
+                e = B.CreateSelect(isneginf(x), ConstantFP::get(VF, 0.0), e);
+                Value* s1 = B.CreateSelect(gt, B.CreateFMul(B.CreateFAdd(s, ConstantFP::get(VF, 1.0)), e), B.CreateFAdd(s, e));
+                Value* m1 = B.CreateSelect(gt, x, m);
+                B.CreateStore(keep(s1, s), Sa);
+                B.CreateStore(keep(m1, m), A);
+                break;
+            }
+            default: throw error("codegen: " + std::string(info(r.op).name) + " is not a pass reduction");
+            }
+        }
+        for (int w : ps.writes) {
+            const std::size_t slot = P.slots.size() - P.g.outputs().size() + static_cast<std::size_t>(w);
+            Value* v = B.CreateFMul(V(P.g.outputs()[static_cast<std::size_t>(w)].root, c), scale[slot]);
+            const DType d = P.slots[slot].dtype;
+            Value* st = to_storage(v, d);
+            Value* p = element_ptr(static_cast<int>(slot), i);
+            if (mask) B.CreateMaskedStore(st, p, Align(size_of(d)), mask);
+            else B.CreateAlignedStore(st, p, Align(size_of(d)));
+        }
+    };
+    for (int w : ps.writes) {
+        const std::size_t slot = P.slots.size() - P.g.outputs().size() + static_cast<std::size_t>(w);
+        scale[slot] = splat(slot_scale[slot]);
+    }
+
+    // for (b0 = 0; b0 < K; b0 += block) body(b0, min(b0 + block, K))
+    auto for_each_block = [&](const std::function<void(Value*, Value*)>& body_of_block) {
+        AllocaInst* bs = alloca(I64);
+        B.CreateStore(ConstantInt::get(I64, 0), bs);
+        BasicBlock* cond = BasicBlock::Create(C, "block.cond", fn);
+        BasicBlock* body = BasicBlock::Create(C, "block.body", fn);
+        BasicBlock* exit = BasicBlock::Create(C, "block.exit", fn);
+        B.CreateBr(cond);
+        B.SetInsertPoint(cond);
+        Value* b0 = B.CreateLoad(I64, bs);
+        B.CreateCondBr(B.CreateICmpSLT(b0, K), body, exit);
+        B.SetInsertPoint(body);
+        Value* b1 = B.CreateAdd(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)));
+        body_of_block(b0, B.CreateSelect(B.CreateICmpSLT(b1, K), b1, K));
+        B.CreateStore(b1, bs);
+        B.CreateBr(cond);
+        B.SetInsertPoint(exit);
+    };
+
+    init_main();
+    if (!any_two && last && P.cache_lse >= 0) {
+        // softmax from the kept exps: blocks as in the pass that kept them, each with its factor
+        auto block = [&](Value* b0, Value* be) {
+            Value* bm = B.CreateLoad(F, scratch_block_max(B.CreateUDiv(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)))));
+            cache_factor = splat(exp(B.CreateFSub(B.CreateFSub(bm, cache_M), cache_lo)));
+            emit_loop(b0, be, main_body);
+            cache_factor = nullptr;
+        };
+        if (P.K != 0 && P.K <= P.block) block(ConstantInt::get(I64, 0), K);
+        else for_each_block(block);
+    } else if (!any_two) {
+        emit_loop(ConstantInt::get(I64, 0), K, main_body);
+    } else {
+        for (Red& r : reds)
+            if (r.two_pass) {
+                B.CreateStore(cf(-INFINITY), r.M);
+                B.CreateStore(cf(0.0), r.Cnt);
+                B.CreateStore(cf(0.0), r.Sum);
+            }
+        for_each_block([&](Value* b0, Value* be) {
+            for (Red& r : reds)
+                if (r.two_pass)
+                    for (int u = 0; u < UM; ++u) B.CreateStore(ConstantFP::get(VF, -INFINITY), r.a[static_cast<std::size_t>(u)]);
+            // The block's max ignores NaN (x86 max): a NaN element makes its exp, so the sum, NaN.
+            emit_loop(b0, be, [&](Value* i, Value* mask, int u) {
+                Ctx c = lanes_ctx(i, mask);
+                for (Red& r : reds) {
+                    if (!r.two_pass) continue;
+                    AllocaInst* A = r.a[static_cast<std::size_t>(u)];
+                    Value* acc = B.CreateLoad(VF, A);
+                    Value* m = max_fast(acc, V(P.g[r.node].a, c));
+                    B.CreateStore(mask ? B.CreateSelect(mask, m, acc) : m, A);
+                }
+            }, UM);
+            std::vector<Value*> bm_raw(reds.size(), nullptr);
+            for (std::size_t k = 0; k < reds.size(); ++k) {
+                Red& r = reds[k];
+                if (!r.two_pass) continue;
+                Value* v = B.CreateLoad(VF, r.a[0]);
+                for (int u = 1; u < UM; ++u) v = max_fast(v, B.CreateLoad(VF, r.a[static_cast<std::size_t>(u)]));
+                Value* bm = hmax_fast(v);
+                bm_raw[k] = bm;
+                // an all -inf block: subtract 0 instead, so exp(-inf - 0) = 0 (and NaN stays NaN)
+                block_max[k] = B.CreateSelect(isneginf(bm), cf(0.0), bm);
+                if (r.node == P.cache_lse)
+                    B.CreateStore(block_max[k], scratch_block_max(B.CreateUDiv(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)))));
+                for (int u = 0; u < U; ++u) {
+                    B.CreateStore(ConstantFP::get(VF, 0.0), r.b[static_cast<std::size_t>(u)]);
+                    B.CreateStore(ConstantFP::get(VF, 0.0), r.c[static_cast<std::size_t>(u)]);
+                }
+            }
+            emit_loop(b0, be, main_body);
+            for (std::size_t k = 0; k < reds.size(); ++k) {
+                Red& r = reds[k];
+                if (!r.two_pass) continue;
+                Value* v = B.CreateLoad(VF, r.b[0]);
+                Value* w = B.CreateLoad(VF, r.c[0]);
+                for (int u = 1; u < U; ++u) {
+                    v = B.CreateFAdd(v, B.CreateLoad(VF, r.b[static_cast<std::size_t>(u)]));
+                    w = B.CreateFAdd(w, B.CreateLoad(VF, r.c[static_cast<std::size_t>(u)]));
+                }
+                Value* sb = hsum(v);  // the block: sum exp(x - bm) = cb + sb
+                Value* cb = hsum(w);
+                Value* bm = bm_raw[k];
+                if (P.K != 0 && P.K <= P.block) {  // the whole row is one block: nothing to merge
+                    B.CreateStore(sb, r.Sum);
+                    B.CreateStore(cb, r.Cnt);
+                    B.CreateStore(bm, r.M);
+                    continue;
+                }
+                Value* Mo = B.CreateLoad(F, r.M);
+                Value* Co = B.CreateLoad(F, r.Cnt);
+                Value* So = B.CreateLoad(F, r.Sum);
+                Value* Mn = B.CreateBinaryIntrinsic(Intrinsic::maxnum, Mo, bm);
+                // a part whose max is the new max keeps its count; another goes into the sum, scaled
+                // (an all -inf part has count 0 and sum 0 or NaN: 0 * exp(-inf) = 0, NaN stays)
+                Value* old_top = B.CreateFCmpOEQ(Mo, Mn);
+                Value* blk_top = B.CreateFCmpOEQ(bm, Mn);
+                Value* t1 = B.CreateSelect(old_top, So, B.CreateFMul(B.CreateFAdd(Co, So), exp(B.CreateFSub(Mo, Mn))));
+                Value* t2 = B.CreateSelect(blk_top, sb, B.CreateFMul(B.CreateFAdd(cb, sb), exp(B.CreateFSub(bm, Mn))));
+                Value* c1 = B.CreateSelect(old_top, Co, cf(0.0));
+                Value* c2 = B.CreateSelect(blk_top, cb, cf(0.0));
+                B.CreateStore(B.CreateFAdd(t1, t2), r.Sum);
+                B.CreateStore(B.CreateFAdd(c1, c2), r.Cnt);
+                B.CreateStore(Mn, r.M);
+            }
+        });
+    }
+
+    // finish: horizontal reductions, results known from the next stage on
+    for (Red& r : reds) {
+        Value* res = nullptr;
+        switch (r.op) {
+        case Op::sum:
+        case Op::mean:
+        case Op::dot: {
+            Value* v = B.CreateLoad(VF, r.a[0]);
+            for (int u = 1; u < U; ++u) v = B.CreateFAdd(v, B.CreateLoad(VF, r.a[static_cast<std::size_t>(u)]));
+            res = hsum(v);
+            if (r.op == Op::mean) res = B.CreateFDiv(res, Kf);
+            break;
+        }
+        case Op::amax: {
+            Value* v = B.CreateLoad(VF, r.a[0]);
+            for (int u = 1; u < U; ++u) {
+                Value* w = B.CreateLoad(VF, r.a[static_cast<std::size_t>(u)]);
+                v = B.CreateSelect(B.CreateOr(B.CreateFCmpOGT(w, v), B.CreateFCmpUNO(w, w)), w, v);
+            }
+            res = B.CreateFPMaximumReduce(v);
+            break;
+        }
+        case Op::logsumexp: {
+            // lse = hi + lo, hi the max, lo = log1p(the sum of exp(x - hi) but one 1): an all
+            // -inf row has no element counted, so log1p(-1) = -inf
+            Value *hi, *rest;
+            if (r.two_pass) {
+                hi = B.CreateLoad(F, r.M);
+                rest = B.CreateFAdd(B.CreateFSub(B.CreateLoad(F, r.Cnt), cf(1.0)), B.CreateLoad(F, r.Sum));
+            } else {
+                std::vector<Value*> ms, ss;
+                Value* mv = nullptr;
+                for (int u = 0; u < U; ++u) {
+                    ms.push_back(B.CreateLoad(VF, r.a[static_cast<std::size_t>(u)]));
+                    ss.push_back(B.CreateLoad(VF, r.b[static_cast<std::size_t>(u)]));
+                    mv = mv ? B.CreateBinaryIntrinsic(Intrinsic::maxnum, mv, ms.back()) : ms.back();
+                }
+                hi = hmax(mv);
+                Value* Ms = splat(hi);
+                Value *tot = nullptr, *cnt = nullptr;
+                Value* one = ConstantFP::get(VF, 1.0);
+                Value* zero = ConstantFP::get(VF, 0.0);
+                for (int u = 0; u < U; ++u) {
+                    // lane: its sum s besides its max m, whose own 1 is implicit. Lanes at the
+                    // row's max are counted (their 1s), the others scaled by f = exp(m - hi)
+                    // (f = 0 for an all -inf lane: s is 0 there, or NaN and kept)
+                    Value* m = ms[static_cast<std::size_t>(u)];
+                    Value* s = ss[static_cast<std::size_t>(u)];
+                    Value* top = B.CreateFCmpOEQ(m, Ms);
+                    Value* f = B.CreateSelect(top, one, exp(B.CreateFSub(m, Ms)));
+                    Value* t = B.CreateFAdd(B.CreateFMul(s, f), B.CreateSelect(top, zero, f));
+                    Value* c = B.CreateSelect(top, one, zero);
+                    tot = tot ? B.CreateFAdd(tot, t) : t;
+                    cnt = cnt ? B.CreateFAdd(cnt, c) : c;
+                }
+                rest = B.CreateFAdd(B.CreateFSub(hsum(cnt), cf(1.0)), hsum(tot));
+            }
+            Value* lo = emit_log1p(B, rest);
+            lse_hi[static_cast<std::size_t>(r.node)] = hi;
+            lse_lo[static_cast<std::size_t>(r.node)] = lo;
+            res = B.CreateFAdd(hi, lo);
+            if (r.node == P.cache_lse) {
+                cache_M = hi;
+                cache_lo = lo;
+            }
+            break;
+        }
+        default: break;
+        }
+        reduced[static_cast<std::size_t>(r.node)] = res;
+        scal[static_cast<std::size_t>(r.node)] = res;
+    }
+}
+
+}  // namespace lossjit::jit::codegen_detail

@@ -1,0 +1,292 @@
+// Across rows (Plan::rows): see the comment of emit_across_rows.
+#include "codegen_emitter.hpp"
+
+namespace lossjit::jit::codegen_detail {
+
+// For short rows (K small and known) the lanes are VW consecutive rows: a block of rows is
+// read by gathers (element j of each row), every reduction is a lane-wise accumulation over
+// j = 0..K-1 (no horizontal reductions), per-row scalars (the logsumexp, the loss) are vectors,
+// and outputs are stored by scatters. Each pass is a loop over j; a logsumexp keeps its argument
+// in a stack array of K vectors in its max loop, and its exps in another when the last pass
+// reads the softmax (Plan::cache_lse), so that each element is gathered and exp'ed once.
+
+void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vector<AllocaInst*>& acc, Value* ignore, Value* state) {
+    auto& B = e.B;
+    auto& C = e.C;
+    const Plan& P = e.P;
+    Function* fn = e.fn;
+    const std::size_t ns = P.slots.size();
+    const unsigned VW = static_cast<unsigned>(e.VW);
+    e.rows = true;
+    e.Kf = e.splat(e.Kf);
+    auto* VD = FixedVectorType::get(e.D, VW);
+    auto* VI64 = FixedVectorType::get(e.I64, VW);
+    Type* I8 = Type::getInt8Ty(C);
+    auto* VI8 = FixedVectorType::get(I8, VW);
+    std::vector<Constant*> iota;
+    for (unsigned l = 0; l < VW; ++l) iota.push_back(ConstantInt::get(e.I32, l));
+    Value* lanes = ConstantVector::get(iota);
+    e.lane_off.assign(ns, nullptr);
+    for (std::size_t s = 0; s < ns; ++s) e.lane_off[s] = B.CreateMul(lanes, e.splat(B.CreateTrunc(e.slot_stride[s], e.I32)));
+    // per scalar output: a vector of per-lane running sums (double); the count of masked rows
+    std::vector<AllocaInst*> vacc(ns, nullptr);
+    for (std::size_t s = 0; s < ns; ++s)
+        if (acc[s]) {
+            vacc[s] = e.alloca(VD);
+            B.CreateStore(ConstantFP::get(VD, 0.0), vacc[s]);
+        }
+    AllocaInst* masked_acc = e.alloca(e.D);
+    B.CreateStore(ConstantFP::get(e.D, 0.0), masked_acc);
+    // per logsumexp: the argument and (cached) the exps, K vectors each
+    const auto Kc = static_cast<std::uint64_t>(P.K);
+    std::vector<AllocaInst*> arg_of(static_cast<std::size_t>(P.g.size()), nullptr), exp_of(static_cast<std::size_t>(P.g.size()), nullptr);
+    auto array = [&] {
+        IRBuilder<> eb(&fn->getEntryBlock(), fn->getEntryBlock().begin());
+        AllocaInst* a = eb.CreateAlloca(ArrayType::get(e.VF, Kc));
+        a->setAlignment(Align(64));
+        return a;
+    };
+    for (const Pass& ps : P.passes)
+        for (int r : ps.reductions)
+            if (P.g[r].op == Op::logsumexp) {
+                arg_of[static_cast<std::size_t>(r)] = array();
+                if (r == P.cache_lse) e.rows_exp = exp_of[static_cast<std::size_t>(r)] = array();
+            }
+
+    AllocaInst* row = e.alloca(e.I64);
+    B.CreateStore(rb, row);
+    BasicBlock* cond = BasicBlock::Create(C, "rows.cond", fn);
+    BasicBlock* body = BasicBlock::Create(C, "rows.body", fn);
+    BasicBlock* done = BasicBlock::Create(C, "rows.done", fn);
+    B.CreateBr(cond);
+    B.SetInsertPoint(cond);
+    Value* r0 = B.CreateLoad(e.I64, row);
+    B.CreateCondBr(B.CreateICmpSLT(r0, re), body, done);
+    B.SetInsertPoint(body);
+    // valid: lanes holding rows of [row_begin, row_end); skipped rows (an ignored label, a
+    // logsumexp of -inf) are read no further than their label and get 0 in every output
+    Value* valid = B.CreateICmpSLT(B.CreateAdd(e.splat(B.CreateTrunc(r0, e.I32)), lanes), e.splat(B.CreateTrunc(re, e.I32)));
+    e.rowmask = valid;
+    e.row_base.assign(ns, nullptr);
+    for (std::size_t s = 0; s < ns; ++s)
+        e.row_base[s] = B.CreateGEP(e.storage(P.slots[s].dtype), e.slot_ptr[s], B.CreateMul(r0, e.slot_stride[s]));
+    e.label_val.assign(static_cast<std::size_t>(P.g.size()), nullptr);
+    Value* ign = Constant::getNullValue(e.rowmask->getType());
+    for (std::size_t s = 0; s < ns; ++s)
+        if (!P.slots[s].output && P.slots[s].kind == InputKind::label) {
+            Value* y = e.rows_load(static_cast<int>(s), ConstantInt::get(e.I64, 0));
+            if (P.slots[s].dtype == DType::i32) y = B.CreateSExt(y, VI64);
+            ign = B.CreateOr(ign, B.CreateAnd(valid, B.CreateICmpEQ(y, e.splat(ignore))));
+            // an ignored label reads as 0 (a valid index for gathers, which the load mask skips)
+            e.label_val[static_cast<std::size_t>(P.slot_node[s])] = B.CreateSelect(ign, Constant::getNullValue(VI64), y);
+        }
+    e.rowmask = B.CreateAnd(valid, B.CreateNot(ign));
+    Value* neg = Constant::getNullValue(e.rowmask->getType());  // a logsumexp of -inf so far
+    std::fill(e.scal.begin(), e.scal.end(), nullptr);
+    std::fill(e.reduced.begin(), e.reduced.end(), nullptr);
+    std::fill(e.lse_hi.begin(), e.lse_hi.end(), nullptr);
+    std::fill(e.lse_lo.begin(), e.lse_lo.end(), nullptr);
+
+    // for (j = 0; j < K; ++j) body(j): a loop, not unrolled (unrolling K = 10 measured no faster
+    // here and doubled the compile time)
+    auto columns = [&](const std::function<void(Value*)>& f) {
+        BasicBlock* pre = B.GetInsertBlock();
+        BasicBlock* lb = BasicBlock::Create(C, "col", fn);
+        BasicBlock* lx = BasicBlock::Create(C, "col.exit", fn);
+        B.CreateBr(lb);
+        B.SetInsertPoint(lb);
+        PHINode* j = B.CreatePHI(e.I64, 2);
+        j->addIncoming(ConstantInt::get(e.I64, 0), pre);
+        f(j);
+        Value* j1 = B.CreateAdd(j, ConstantInt::get(e.I64, 1));
+        j->addIncoming(j1, B.GetInsertBlock());
+        B.CreateCondBr(B.CreateICmpULT(j1, e.K), lb, lx);
+        B.SetInsertPoint(lx);
+    };
+    auto slot_ptr_of = [&](AllocaInst* a, Value* j) { return B.CreateGEP(e.VF, a, j); };
+
+    const std::vector<bool> live = live_nodes(P);
+
+    Value* cache_safe = nullptr;
+    Value* neg_new = nullptr;  // lanes found masked by the last pass's own logsumexp
+    for (std::size_t k = 0; k < P.passes.size(); ++k) {
+        const Pass& ps = P.passes[k];
+        const bool last = k + 1 == P.passes.size();
+        e.new_stage();
+        for (int i = 0; i < P.g.size(); ++i)
+            if (live[static_cast<std::size_t>(i)] && P.g[i].op == Op::at && P.depth[static_cast<std::size_t>(i)] <= static_cast<int>(k)) e.S(i);
+        for (int r : ps.reductions) {  // scalars the pass reads, into the stage block
+            const Node& n = P.g[r];
+            if (!e.vec(n.a)) e.S(n.a);
+            if (n.b >= 0 && !e.vec(n.b)) e.S(n.b);
+        }
+        // logsumexp: the max loop, keeping the argument
+        std::vector<AllocaInst*> accs(static_cast<std::size_t>(P.g.size()), nullptr), cnts(static_cast<std::size_t>(P.g.size()), nullptr);
+        std::vector<Value*> safe_max(static_cast<std::size_t>(P.g.size()), nullptr), row_max(static_cast<std::size_t>(P.g.size()), nullptr);
+        bool any_lse = false;
+        for (int r : ps.reductions) any_lse = any_lse || P.g[r].op == Op::logsumexp;
+        if (any_lse) {
+            for (int r : ps.reductions)
+                if (P.g[r].op == Op::logsumexp) {
+                    accs[static_cast<std::size_t>(r)] = e.alloca(e.VF);
+                    B.CreateStore(ConstantFP::get(e.VF, -INFINITY), accs[static_cast<std::size_t>(r)]);
+                }
+            columns([&](Value* j) {
+                Ctx c = e.lanes_ctx(j, nullptr);
+                for (int r : ps.reductions) {
+                    if (P.g[r].op != Op::logsumexp) continue;
+                    Value* x = e.V(P.g[r].a, c);
+                    B.CreateAlignedStore(x, slot_ptr_of(arg_of[static_cast<std::size_t>(r)], j), Align(64));
+                    AllocaInst* A = accs[static_cast<std::size_t>(r)];
+                    B.CreateStore(e.max_fast(B.CreateLoad(e.VF, A), x), A);
+                }
+            });
+            for (int r : ps.reductions)
+                if (P.g[r].op == Op::logsumexp) {
+                    Value* m = B.CreateLoad(e.VF, accs[static_cast<std::size_t>(r)]);
+                    row_max[static_cast<std::size_t>(r)] = m;
+                    // an all -inf row: subtract 0 instead, so exp(-inf - 0) = 0 (NaN stays NaN)
+                    safe_max[static_cast<std::size_t>(r)] = B.CreateSelect(e.isneginf(m), ConstantFP::get(e.VF, 0.0), m);
+                }
+        }
+        // the main loop: every reduction, then the writes
+        for (int r : ps.reductions) {
+            const Op op = P.g[r].op;
+            accs[static_cast<std::size_t>(r)] = e.alloca(e.VF);
+            B.CreateStore(ConstantFP::get(e.VF, op == Op::amax ? -INFINITY : 0.0), accs[static_cast<std::size_t>(r)]);
+            if (op == Op::logsumexp) {
+                cnts[static_cast<std::size_t>(r)] = e.alloca(e.VF);
+                B.CreateStore(ConstantFP::get(e.VF, 0.0), cnts[static_cast<std::size_t>(r)]);
+            }
+        }
+        std::vector<Value*> scale(ns, nullptr);
+        for (int w : ps.writes) {
+            const std::size_t slot = ns - P.g.outputs().size() + static_cast<std::size_t>(w);
+            scale[slot] = e.splat(e.slot_scale[slot]);
+        }
+        Value* skip = B.CreateOr(ign, neg);
+        if (last && P.cache_lse >= 0) e.cache_factor = e.exp(B.CreateFSub(B.CreateFSub(cache_safe, e.cache_M), e.cache_lo));
+        columns([&](Value* j) {
+            Ctx c = e.lanes_ctx(j, nullptr);
+            for (int r : ps.reductions) {
+                const Node& n = P.g[r];
+                AllocaInst* A = accs[static_cast<std::size_t>(r)];
+                Value* acc_v = B.CreateLoad(e.VF, A);
+                Value* nv = nullptr;
+                switch (n.op) {
+                case Op::sum:
+                case Op::mean: nv = B.CreateFAdd(acc_v, e.V(n.a, c)); break;
+                case Op::dot: nv = B.CreateFAdd(acc_v, e.mul0(e.V(n.a, c), e.V(n.b, c), n.a, n.b)); break;
+                case Op::amax: {
+                    Value* x = e.V(n.a, c);
+                    nv = B.CreateSelect(B.CreateOr(B.CreateFCmpOGT(x, acc_v), B.CreateFCmpUNO(x, x)), x, acc_v);
+                    break;
+                }
+                case Op::logsumexp: {
+                    // as the row-wise kernel: elements equal to the max are counted, not summed
+                    Value* x = B.CreateAlignedLoad(e.VF, slot_ptr_of(arg_of[static_cast<std::size_t>(r)], j), Align(64));
+                    Value* sm = safe_max[static_cast<std::size_t>(r)];
+                    Value* ex = e.exp(B.CreateFSub(x, sm));
+                    if (exp_of[static_cast<std::size_t>(r)]) B.CreateAlignedStore(ex, slot_ptr_of(exp_of[static_cast<std::size_t>(r)], j), Align(64));
+                    Value* top = B.CreateFCmpOEQ(x, sm);
+                    Value* zero = ConstantFP::get(e.VF, 0.0);
+                    nv = B.CreateFAdd(acc_v, B.CreateSelect(top, zero, ex));
+                    AllocaInst* Ca = cnts[static_cast<std::size_t>(r)];
+                    B.CreateStore(B.CreateFAdd(B.CreateLoad(e.VF, Ca), B.CreateSelect(top, ConstantFP::get(e.VF, 1.0), zero)), Ca);
+                    break;
+                }
+                default: throw error("codegen: " + std::string(info(n.op).name) + " is not a pass reduction");
+                }
+                B.CreateStore(nv, A);
+            }
+            for (int w : ps.writes) {
+                const std::size_t slot = ns - P.g.outputs().size() + static_cast<std::size_t>(w);
+                Value* v = B.CreateFMul(e.V(P.g.outputs()[static_cast<std::size_t>(w)].root, c), scale[slot]);
+                v = B.CreateSelect(skip, ConstantFP::get(e.VF, 0.0), v);
+                const DType d = P.slots[slot].dtype;
+                B.CreateMaskedScatter(e.to_storage(v, d), e.rows_ptrs(static_cast<int>(slot), j), Align(size_of(d)), valid);
+            }
+        });
+        e.cache_factor = nullptr;
+        Value* neg_pass = nullptr;
+        for (int r : ps.reductions) {
+            const Node& n = P.g[r];
+            Value* v = B.CreateLoad(e.VF, accs[static_cast<std::size_t>(r)]);
+            Value* res = v;
+            if (n.op == Op::mean) res = B.CreateFDiv(v, e.Kf);
+            if (n.op == Op::logsumexp) {
+                // lse = hi + lo, lo = log1p(count - 1 + the sum of the others): -inf when no
+                // element counts (all -inf)
+                Value* hi = row_max[static_cast<std::size_t>(r)];
+                Value* rest = B.CreateFAdd(B.CreateFSub(B.CreateLoad(e.VF, cnts[static_cast<std::size_t>(r)]), ConstantFP::get(e.VF, 1.0)), v);
+                Value* lo = emit_log1p(B, rest);
+                e.lse_hi[static_cast<std::size_t>(r)] = hi;
+                e.lse_lo[static_cast<std::size_t>(r)] = lo;
+                res = B.CreateFAdd(hi, lo);
+                if (r == P.cache_lse) {
+                    e.cache_M = hi;
+                    e.cache_lo = lo;
+                    cache_safe = safe_max[static_cast<std::size_t>(r)];
+                }
+                Value* ni = B.CreateAnd(e.isneginf(res), e.rowmask);
+                neg_pass = neg_pass ? B.CreateOr(neg_pass, ni) : ni;
+            }
+            e.reduced[static_cast<std::size_t>(r)] = res;
+            e.scal[static_cast<std::size_t>(r)] = res;
+        }
+        if (neg_pass) {
+            if (last) neg_new = B.CreateAnd(neg_pass, B.CreateNot(neg));
+            neg = B.CreateOr(neg, neg_pass);
+        }
+    }
+    // rows found masked by the last pass's own logsumexp after its writes: their outputs to 0
+    if (neg_new) {
+        bool any_vector = false;
+        for (std::size_t s = 0; s < ns; ++s) any_vector = any_vector || (P.slots[s].output && P.slots[s].vector);
+        if (any_vector)
+            columns([&](Value* j) {
+                for (std::size_t s = 0; s < ns; ++s) {
+                    if (!P.slots[s].output || !P.slots[s].vector) continue;
+                    const DType d = P.slots[s].dtype;
+                    B.CreateMaskedScatter(Constant::getNullValue(FixedVectorType::get(e.storage(d), VW)), e.rows_ptrs(static_cast<int>(s), j),
+                                          Align(size_of(d)), neg_new);
+                }
+            });
+    }
+    e.new_stage();
+    Value* skip = B.CreateOr(ign, neg);
+    Value* counted = B.CreateAnd(valid, B.CreateNot(skip));
+    for (std::size_t s = 0; s < ns; ++s) {
+        if (!acc[s]) continue;
+        Value* v = B.CreateSelect(skip, ConstantFP::get(e.VF, 0.0), e.S(P.slot_node[s]));
+        Value* d = e.F->isDoubleTy() ? v : B.CreateFPExt(v, VD);
+        d = B.CreateSelect(counted, d, ConstantFP::get(VD, 0.0));
+        B.CreateStore(B.CreateFAdd(B.CreateLoad(VD, vacc[s]), d), vacc[s]);
+        const DType dt = P.slots[s].dtype;
+        B.CreateMaskedScatter(e.to_storage(v, dt), e.rows_ptrs(static_cast<int>(s), ConstantInt::get(e.I64, 0)), Align(size_of(dt)), valid);
+    }
+    // row states (0 counted, 1 ignored, 2 a logsumexp of -inf) and the count of masked rows
+    Value* st = B.CreateSelect(ign, ConstantVector::getSplat(ElementCount::getFixed(VW), ConstantInt::get(I8, 1)),
+                               B.CreateSelect(neg, ConstantVector::getSplat(ElementCount::getFixed(VW), ConstantInt::get(I8, 2)), Constant::getNullValue(VI8)));
+    B.CreateMaskedStore(st, B.CreateGEP(I8, state, r0), Align(1), valid);
+    Value* nmask = B.CreateAnd(B.CreateAnd(neg, B.CreateNot(ign)), valid);
+    Value* bits = B.CreateBitCast(nmask, B.getIntNTy(VW));
+    Value* cnt = B.CreateUIToFP(B.CreateUnaryIntrinsic(Intrinsic::ctpop, bits), e.D);
+    B.CreateStore(B.CreateFAdd(B.CreateLoad(e.D, masked_acc), cnt), masked_acc);
+    B.CreateStore(B.CreateAdd(r0, ConstantInt::get(e.I64, e.VW)), row);
+    B.CreateBr(cond);
+
+    B.SetInsertPoint(done);
+    for (std::size_t s = 0; s < ns; ++s)
+        if (acc[s]) {
+            Value* p = B.CreateConstGEP1_64(e.D, sums, s);
+            B.CreateStore(B.CreateFAdd(B.CreateLoad(e.D, p), e.hsum_tree(B.CreateLoad(VD, vacc[s]))), p);
+        }
+    {
+        Value* p = B.CreateConstGEP1_64(e.D, sums, ns);
+        B.CreateStore(B.CreateFAdd(B.CreateLoad(e.D, p), B.CreateLoad(e.D, masked_acc)), p);
+    }
+    B.CreateRetVoid();
+}
+
+}  // namespace lossjit::jit::codegen_detail
