@@ -297,6 +297,14 @@ Result Kernel::run(const Batch& batch) const {
         if (a->dtype != sl.dtype)
             throw error("run: '" + sl.name + "' is bound to " + std::string(to_string(a->dtype)) + " data, the kernel expects " +
                         std::string(to_string(sl.dtype)));
+        // The kernel's loads and stores assume elements at multiples of their size (any vector
+        // alignment is fine); a pointer between elements is a caller's bug, not a layout.
+        if (const std::uintptr_t addr = reinterpret_cast<std::uintptr_t>(a->data); addr % size_of(a->dtype) != 0) {
+            char at[32];
+            std::snprintf(at, sizeof at, "%#llx", static_cast<unsigned long long>(addr));
+            throw error("run: '" + sl.name + "' is at address " + at + ", not a multiple of " + std::to_string(size_of(a->dtype)) +
+                        " bytes (misaligned " + std::string(to_string(a->dtype)) + " elements)");
+        }
         if (sl.output && !a->writable) throw error("run: output '" + sl.name + "' is bound to const data");
         if (!sl.vector && a->cols != 1)
             throw error("run: '" + sl.name + "' takes one value per row, but is bound to rows of " + std::to_string(a->cols));

@@ -7,11 +7,14 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include "common.hpp"
+#include "jit/disk_cache.hpp"
 
 using namespace lossjit;
 namespace fs = std::filesystem;
@@ -28,6 +31,28 @@ std::string run_child(const std::string& dir) {
     while (std::fgets(buf, sizeof buf, p)) out += buf;
     ::pclose(p);
     return out;
+}
+
+// Replaces the object inside a cache file by `object`, with the header's lengths and checksum
+// made to match: a file only the loader can find wrong (a bug of a writer, not bit rot).
+void rewrite_object(const fs::path& file, const std::string& object) {
+    std::ifstream in(file, std::ios::binary);
+    std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    in.close();
+    std::uint64_t klen = 0;
+    std::memcpy(&klen, s.data() + 8, 8);  // little-endian u64, as disk_cache.cpp writes it
+    std::string out = s.substr(0, 16 + klen);
+    const std::uint64_t len = object.size(), sum = jit::fnv1a(object);
+    out.append(reinterpret_cast<const char*>(&len), 8).append(reinterpret_cast<const char*>(&sum), 8).append(object);
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << out;
+}
+
+std::string object_of(const fs::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::uint64_t klen = 0;
+    std::memcpy(&klen, s.data() + 8, 8);
+    return s.substr(16 + klen + 16);
 }
 
 fs::path fresh_dir(const char* tag) {
@@ -82,7 +107,7 @@ TEST_CASE("cache: a second process loads the kernel from LOSSJIT_CACHE_DIR") {
         }
         const std::string third = run_child(dir.string());
         INFO(third);
-        CHECK(third.find("disk=0 ok=1") != std::string::npos);
+        CHECK(third.find("disk=0 ok=1 rejected=1") != std::string::npos);
         CHECK(run_child(dir.string()).find("disk=1 ok=1") != std::string::npos);  // rewritten
         for (auto& e : fs::directory_iterator(dir)) fs::resize_file(e.path(), 30);  // short
         CHECK(run_child(dir.string()).find("disk=0 ok=1") != std::string::npos);
@@ -91,8 +116,49 @@ TEST_CASE("cache: a second process loads the kernel from LOSSJIT_CACHE_DIR") {
     fs::remove_all(dir);
 }
 
+TEST_CASE("cache: an object that passes the checksum but does not load is rejected and rebuilt") {
+    const fs::path dir = fresh_dir("badobj");
+    REQUIRE(run_child(dir.string()).find("disk=0 ok=1") != std::string::npos);
+    fs::path file;
+    for (auto& e : fs::directory_iterator(dir)) file = e.path();
+    const std::string good = object_of(file);
+    REQUIRE(good.substr(1, 3) == "ELF");
+    const std::string garbage(good.size(), '\xcc');  // int3 everywhere: a crash if ever executed
+    const std::string truncated = good.substr(0, good.size() / 2);
+    std::string no_sections = good;  // a valid ELF header whose section table lies past the end
+    for (std::size_t i = 0x28; i < 0x30; ++i) no_sections[i] = '\x7f';
+    for (const std::string* bad : std::initializer_list<const std::string*>{&garbage, &truncated, &no_sections}) {
+        rewrite_object(file, *bad);
+        const std::string out = run_child(dir.string());
+        INFO("object of " << bad->size() << " bytes: " << out);
+        CHECK(out.find("disk=0 ok=1 rejected=1") != std::string::npos);
+        CHECK(object_of(file) == good);  // rebuilt and written again
+        CHECK(run_child(dir.string()).find("disk=1 ok=1 rejected=0") != std::string::npos);
+    }
+    fs::remove_all(dir);
+}
+
 TEST_CASE("cache: an unwritable cache directory means no disk cache and no error") {
     const std::string out = run_child("/proc/lossjit-cannot-write-here");
     INFO(out);
     CHECK(out.find("disk=0 ok=1") != std::string::npos);
+    // a path through a regular file, and a directory whose parent does not exist
+    const fs::path dir = fresh_dir("notadir");
+    std::ofstream(dir / "file") << "x";
+    for (const fs::path& p : {dir / "file", dir / "file" / "sub", dir / "missing" / "sub"}) {
+        const std::string o = run_child(p.string());
+        INFO(p << ": " << o);
+        CHECK(o.find("disk=0 ok=1 rejected=0") != std::string::npos);
+        CHECK(run_child(p.string()).find("disk=0 ok=1") != std::string::npos);  // nothing was written
+    }
+    // a read-only directory (root ignores permissions: then the directory is writable)
+    if (::geteuid() != 0) {
+        const fs::path ro = dir / "ro";
+        fs::create_directories(ro);
+        fs::permissions(ro, fs::perms::owner_read | fs::perms::owner_exec);
+        CHECK(run_child(ro.string()).find("disk=0 ok=1") != std::string::npos);
+        CHECK(run_child(ro.string()).find("disk=0 ok=1") != std::string::npos);
+        fs::permissions(ro, fs::perms::owner_all);
+    }
+    fs::remove_all(dir);
 }

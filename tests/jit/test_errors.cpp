@@ -141,3 +141,80 @@ TEST_CASE("errors at compile time") {
     CHECK_THROWS_WITH(compile(Graph{}), Contains("no outputs"));
     CHECK_THROWS_AS(Kernel{}.run(Batch{}), lossjit::error);
 }
+
+TEST_CASE("errors: a misaligned pointer names the array; element-aligned pointers work") {
+    Setup s;
+    // a float array at an odd byte address
+    std::vector<unsigned char> bytes(s.N * s.K * sizeof(float) + 8);
+    unsigned char* odd = bytes.data() + (reinterpret_cast<std::uintptr_t>(bytes.data()) % 2 == 0 ? 1 : 0);
+    Batch b = s.batch();
+    b.bind("u", Array{odd, DType::f32, s.N, s.K, s.K, false});
+    CHECK_THROWS_WITH(ce().run(b), Contains("'u' is at address 0x") && Contains("not a multiple of 4 bytes (misaligned f32 elements)"));
+    Batch c = s.batch();
+    c.bind("grad.u", Array{odd, DType::f32, s.N, s.K, s.K, true});
+    CHECK_THROWS_WITH(ce().run(c), Contains("'grad.u' is at address") && Contains("misaligned"));
+    std::vector<unsigned char> lbytes(s.N * 8 + 8);
+    unsigned char* l4 = lbytes.data() + (8 - reinterpret_cast<std::uintptr_t>(lbytes.data()) % 8) % 8 + 4;  // 4 mod 8
+    std::memcpy(l4, s.y.data(), s.N * 8);
+    Batch d = s.batch();
+    d.bind("y", Array{l4, DType::i64, s.N, 1, 1, false});
+    CHECK_THROWS_WITH(ce().run(d), Contains("'y' is at address") && Contains("not a multiple of 8 bytes (misaligned i64 elements)"));
+    CHECK(s.untouched());
+
+    // Aligned to the element but not to a vector (one float past a 64-byte boundary): the same
+    // results as aligned arrays, bit for bit, generic and specialized.
+    std::vector<float> buf(s.N * s.K + 64), gbuf(s.N * s.K + 64);
+    const auto shift = [](std::vector<float>& v) {
+        const std::size_t to64 = (64 - reinterpret_cast<std::uintptr_t>(v.data()) % 64) % 64 / sizeof(float);
+        return v.data() + to64 + 1;
+    };
+    float* u1 = shift(buf);
+    float* g1 = shift(gbuf);
+    for (std::size_t i = 0; i < s.N * s.K; ++i) s.u[i] = u1[i] = 0.25f * static_cast<float>(i % 13) - 1.0f;
+    for (std::size_t K : {std::size_t{0}, s.K}) {
+        ce(K).run(s.batch());
+        Batch m;
+        std::vector<float> loss1(s.N);
+        m.bind("u", matrix(static_cast<const float*>(u1), s.N, s.K)).bind("y", column(s.y.data(), s.N));
+        m.bind("grad.u", matrix(g1, s.N, s.K)).bind("loss", column(loss1.data(), s.N));
+        ce(K).run(m);
+        CHECK(std::memcmp(g1, s.g.data(), s.N * s.K * sizeof(float)) == 0);
+        CHECK(std::memcmp(loss1.data(), s.loss.data(), s.N * sizeof(float)) == 0);
+    }
+}
+
+TEST_CASE("errors: overlapping input and output buffers other than the exact in-place gradient") {
+    Setup s;
+    const std::vector<float> u0 = s.u;
+    std::vector<float> w(s.K, 1.0f);
+    auto all_untouched = [&] { return s.untouched() && s.u == u0; };
+    // the gradient one element past the logits: a partial overlap
+    Batch a = s.batch();
+    a.bind("u", matrix(s.u.data(), s.N - 1, s.K)).bind("y", column(s.y.data(), s.N - 1)).bind("loss", column(s.loss.data(), s.N - 1));
+    a.bind("grad.u", matrix(s.u.data() + 1, s.N - 1, s.K));
+    CHECK_THROWS_WITH(ce().run(a), Contains("output 'grad.u' overlaps 'u'"));
+    // the gradient over the logits with another row stride
+    Batch b = s.batch();
+    b.bind("u", matrix(s.u.data(), s.N / 2, s.K, 2 * s.K)).bind("y", column(s.y.data(), s.N / 2)).bind("loss", column(s.loss.data(), s.N / 2));
+    b.bind("grad.u", matrix(s.u.data(), s.N / 2, s.K));
+    CHECK_THROWS_WITH(ce().run(b), Contains("output 'grad.u' overlaps 'u'"));
+    // the per-row loss inside the logits, inside the gradient, over the labels
+    Batch c = s.batch();
+    c.bind("loss", column(s.u.data() + 3, s.N));
+    CHECK_THROWS_WITH(ce().run(c), Contains("output 'loss' overlaps 'u'"));
+    Batch d = s.batch();
+    d.bind("loss", column(s.g.data() + s.K, s.N));
+    CHECK_THROWS_WITH(ce().run(d), Contains("'loss' overlaps 'grad.u'") || Contains("'grad.u' overlaps 'loss'"));
+    Batch e = s.batch();
+    e.bind("loss", column(reinterpret_cast<float*>(s.y.data()), s.N));
+    CHECK_THROWS_WITH(ce().run(e), Contains("output 'loss' overlaps 'y'"));
+    // the gradient over a row of class weights shared by the batch
+    Graph weighted;
+    for (const jt::Case& cs : jt::cases())
+        if (cs.name == "class_weights") weighted = cs.g;
+    const Kernel kw = compile(weighted, CompileOptions{});
+    Batch f = s.batch();
+    f.bind("w", shared_row(s.g.data() + 2 * s.K, s.K));
+    CHECK_THROWS_WITH(kw.run(f), Contains("output 'grad.u' overlaps 'w'"));
+    CHECK(all_untouched());
+}

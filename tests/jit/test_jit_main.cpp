@@ -1,6 +1,7 @@
 // The JIT tests' main. Run as `test_jit --disk-child` it is the second process of the disk cache
 // test: it compiles the cross-entropy kernel (LOSSJIT_CACHE_DIR set by the parent), checks it,
-// and prints "disk=1" when the machine code came from the disk cache.
+// and prints "disk=1" when the machine code came from the disk cache, and how many entries it
+// rejected.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
@@ -20,7 +21,7 @@ int disk_child() {
     // a cheap self-check: the mean loss of random N(0, 2) logits over 1000 classes is about 8.8
     const double m = r.mean("loss");
     const bool ok = m > 5 && m < 12;
-    std::printf("disk=%d ok=%d\n", k.from_disk_cache() ? 1 : 0, ok ? 1 : 0);
+    std::printf("disk=%d ok=%d rejected=%llu\n", k.from_disk_cache() ? 1 : 0, ok ? 1 : 0, static_cast<unsigned long long>(cache_stats().disk_rejected));
     return ok ? 0 : 1;
 }
 

@@ -1,6 +1,10 @@
 // Threads compiling and running kernels at once, each result checked against the reference
 // evaluator: 8 different kernels; 16 threads x 1000 compiles with hits and misses interleaved;
-// and many threads compiling the same kernel get one compiled kernel.
+// many threads compiling the same kernel get one compiled kernel; threads writing the disk cache.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
 #include <thread>
 
 #include "common.hpp"
@@ -110,4 +114,28 @@ TEST_CASE("threads: 8 threads compiling the same kernel share one") {
         CHECK(&k.graph() == &ks[0].graph());
     }
     CHECK(compiled == 1);
+}
+
+TEST_CASE("threads: 8 threads compiling with the disk cache on write one file each and leave no temporary file") {
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::temp_directory_path() / ("lossjit-test-threads-" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    ::setenv("LOSSJIT_CACHE_DIR", dir.c_str(), 1);  // read by compile(), set before any thread starts
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 8; ++t)
+        ts.emplace_back([t] {
+            CompileOptions o;
+            o.row_length = 5000 + static_cast<std::size_t>(t);  // new kernels: compiled, then written
+            (void)compile(jt::ce_hard(), o);
+        });
+    for (auto& t : ts) t.join();
+    ::unsetenv("LOSSJIT_CACHE_DIR");
+    std::size_t files = 0, leftovers = 0;
+    for (auto& e : fs::directory_iterator(dir)) {
+        files += e.path().extension() == ".lossjit";
+        leftovers += e.path().extension() != ".lossjit";  // temporary files renamed into place
+    }
+    CHECK(files == 8);
+    CHECK(leftovers == 0);
+    fs::remove_all(dir);
 }
