@@ -94,6 +94,9 @@ public:
     Value* rowmask = nullptr;           // <VW x i1>: the lanes holding rows of [row_begin, row_end)
     std::vector<Value*> lane_off;       // per slot: <VW x i32> lane * stride (elements)
     AllocaInst* rows_exp = nullptr;     // the cached exps, K vectors (Plan::cache_lse)
+    // per vector input slot: the block's columns, K vectors in a stack array (staged once per
+    // block by a transposing load or by gathers); null for the other slots
+    std::vector<AllocaInst*> rows_cols;
     // The elements `col` (i64, or <VW x i64> per lane) of the block's rows of a slot.
     Value* rows_ptrs(int slot, Value* col) {
         Value* c32 = col->getType()->isVectorTy() ? B.CreateTrunc(col, FixedVectorType::get(I32, static_cast<unsigned>(VW)))
@@ -105,6 +108,54 @@ public:
         const DType d = P.slots[static_cast<std::size_t>(slot)].dtype;
         Type* vt = FixedVectorType::get(storage(d), static_cast<unsigned>(VW));
         return B.CreateMaskedGather(vt, rows_ptrs(slot, col), Align(size_of(d)), rowmask, Constant::getNullValue(vt));
+    }
+    // One value per row of the block (a label, a per-row output): contiguous when the slot's
+    // stride is 1 (a column), gathered or scattered otherwise. A per-row output of stride 0 is
+    // an unbound one (a bound one is refused: kernel.cpp), whose scratch nobody reads: not written.
+    Value* rows_load_column(int slot) {
+        const DType d = P.slots[static_cast<std::size_t>(slot)].dtype;
+        Type* vt = FixedVectorType::get(storage(d), static_cast<unsigned>(VW));
+        Value* contiguous = nullptr;
+        Value* strided = nullptr;
+        BasicBlock *from_contiguous = nullptr, *from_strided = nullptr;
+        if_stride_one(slot, [&] {
+            contiguous = B.CreateMaskedLoad(vt, row_base[static_cast<std::size_t>(slot)], Align(size_of(d)), rowmask, Constant::getNullValue(vt));
+            from_contiguous = B.GetInsertBlock();
+        }, [&] {
+            strided = rows_load(slot, ConstantInt::get(I64, 0));
+            from_strided = B.GetInsertBlock();
+        });
+        PHINode* v = B.CreatePHI(vt, 2);
+        v->addIncoming(contiguous, from_contiguous);
+        v->addIncoming(strided, from_strided);
+        return v;
+    }
+    void rows_store_column(int slot, Value* v, Value* mask) {
+        const DType d = P.slots[static_cast<std::size_t>(slot)].dtype;
+        if_stride_one(slot, [&] { B.CreateMaskedStore(v, row_base[static_cast<std::size_t>(slot)], Align(size_of(d)), mask); },
+                      [&] {
+                          BasicBlock* scatter = BasicBlock::Create(C, "stride.scatter", fn);
+                          BasicBlock* done = BasicBlock::Create(C, "stride.done", fn);
+                          B.CreateCondBr(B.CreateICmpEQ(slot_stride[static_cast<std::size_t>(slot)], ConstantInt::get(I64, 0)), done, scatter);
+                          B.SetInsertPoint(scatter);
+                          B.CreateMaskedScatter(v, rows_ptrs(slot, ConstantInt::get(I64, 0)), Align(size_of(d)), mask);
+                          B.CreateBr(done);
+                          B.SetInsertPoint(done);
+                      });
+    }
+    // if (the slot's stride is 1) one(); else other();
+    void if_stride_one(int slot, const std::function<void()>& one, const std::function<void()>& other) {
+        BasicBlock* yes = BasicBlock::Create(C, "stride.one", fn);
+        BasicBlock* no = BasicBlock::Create(C, "stride.other", fn);
+        BasicBlock* join = BasicBlock::Create(C, "stride.join", fn);
+        B.CreateCondBr(B.CreateICmpEQ(slot_stride[static_cast<std::size_t>(slot)], ConstantInt::get(I64, 1)), yes, no);
+        B.SetInsertPoint(yes);
+        one();
+        B.CreateBr(join);
+        B.SetInsertPoint(no);
+        other();
+        B.CreateBr(join);
+        B.SetInsertPoint(join);
     }
     Type* storage(DType d) {
         switch (d) {

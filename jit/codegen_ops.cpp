@@ -18,6 +18,8 @@ Value* v_leaf(Em& e, int i, Ctx& c) {
             if (n.kind == InputKind::label) return e.B.CreateSIToFP(e.label_val[static_cast<std::size_t>(i)], e.VF);
             const DType d = e.P.slots[static_cast<std::size_t>(slot)].dtype;
             if (n.shape == Shape::scalar) return e.to_compute(e.rows_load(slot, ConstantInt::get(e.I64, 0)), d);
+            if (AllocaInst* cols = e.rows_cols[static_cast<std::size_t>(slot)]; cols && !c.index->getType()->isVectorTy())
+                return e.B.CreateAlignedLoad(e.VF, e.B.CreateGEP(e.VF, cols, c.index), Align(64));
             return e.to_compute(e.rows_load(slot, c.index), d);
         }
         if (n.kind == InputKind::label) return e.B.CreateSIToFP(e.label_val[static_cast<std::size_t>(i)], e.F);

@@ -2,13 +2,42 @@
 #include "codegen_emitter.hpp"
 
 namespace lossjit::jit::codegen_detail {
+namespace {
 
-// For short rows (K small and known) the lanes are VW consecutive rows: a block of rows is
-// read by gathers (element j of each row), every reduction is a lane-wise accumulation over
-// j = 0..K-1 (no horizontal reductions), per-row scalars (the logsumexp, the loss) are vectors,
-// and outputs are stored by scatters. Each pass is a loop over j; a logsumexp keeps its argument
-// in a stack array of K vectors in its max loop, and its exps in another when the last pass
-// reads the softmax (Plan::cache_lse), so that each element is gathered and exp'ed once.
+// The transpose of a VW x VW matrix given as its VW rows (null: a row of no interest): log2(VW)
+// stages of two-input shuffles, stage b swapping the off-diagonal b x b blocks of every 2b x 2b
+// block ([A B; C D] -> [A C; B D], then each block in place), VW shuffles each.
+std::vector<Value*> transpose(IRBuilderBase& B, std::vector<Value*> r, unsigned VW, Type* vt) {
+    for (Value*& v : r)
+        if (!v) v = PoisonValue::get(vt);
+    for (unsigned b = VW / 2; b >= 1; b /= 2) {
+        SmallVector<int, 32> first, second;  // of rows i and i + b, from (row i, row i + b)
+        for (unsigned l = 0; l < VW; ++l) {
+            first.push_back(static_cast<int>((l & b) ? VW + l - b : l));
+            second.push_back(static_cast<int>((l & b) ? VW + l : l + b));
+        }
+        for (unsigned i = 0; i < VW; ++i)
+            if (!(i & b)) {
+                Value* x = r[i];
+                Value* y = r[i + b];
+                r[i] = B.CreateShuffleVector(x, y, first);
+                r[i + b] = B.CreateShuffleVector(x, y, second);
+            }
+    }
+    return r;
+}
+
+}  // namespace
+
+// For short rows (K small and known) the lanes are VW consecutive rows: every reduction is a
+// lane-wise accumulation over the columns j = 0..K-1 (no horizontal reductions), per-row scalars
+// (the logsumexp, the loss) are vectors. A block's vector inputs are staged once as K column
+// vectors in a stack array: each row read by one vector load per VW columns, then transposed in
+// registers (no gathers: they cost several times more). Vector outputs go the other way: columns
+// into a stack array, transposed into rows, one masked store per row and VW columns. Each pass is
+// a loop over j; a logsumexp reads its argument from a stack array of K vectors (the staged
+// input itself, or computed in its max loop), and keeps its exps in another when the last pass
+// reads the softmax (Plan::cache_lse), so that each element is read and exp'ed once.
 
 void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vector<AllocaInst*>& acc, Value* ignore, Value* state) {
     auto& B = e.B;
@@ -46,10 +75,25 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
         a->setAlignment(Align(64));
         return a;
     };
+    const std::vector<bool> live = live_nodes(P);
+    // staged columns: of every vector input the outputs use, and of every vector output
+    e.rows_cols.assign(ns, nullptr);
+    std::vector<AllocaInst*> out_cols(ns, nullptr);
+    for (std::size_t s = 0; s < ns; ++s) {
+        if (!P.slots[s].vector) continue;
+        if (P.slots[s].output) out_cols[s] = array();
+        else if (live[static_cast<std::size_t>(P.slot_node[s])]) e.rows_cols[s] = array();
+    }
+    std::vector<bool> arg_staged(static_cast<std::size_t>(P.g.size()), false);
     for (const Pass& ps : P.passes)
         for (int r : ps.reductions)
             if (P.g[r].op == Op::logsumexp) {
-                arg_of[static_cast<std::size_t>(r)] = array();
+                // the argument: an input's staged columns as they are, else computed into its own
+                const int a = P.g[r].a;
+                const int in_slot = P.g[a].op == Op::input ? e.slot_of[static_cast<std::size_t>(a)] : -1;
+                AllocaInst* staged = in_slot >= 0 ? e.rows_cols[static_cast<std::size_t>(in_slot)] : nullptr;
+                arg_staged[static_cast<std::size_t>(r)] = staged != nullptr;
+                arg_of[static_cast<std::size_t>(r)] = staged ? staged : array();
                 if (r == P.cache_lse) e.rows_exp = exp_of[static_cast<std::size_t>(r)] = array();
             }
 
@@ -74,7 +118,7 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
     Value* ign = Constant::getNullValue(e.rowmask->getType());
     for (std::size_t s = 0; s < ns; ++s)
         if (!P.slots[s].output && P.slots[s].kind == InputKind::label) {
-            Value* y = e.rows_load(static_cast<int>(s), ConstantInt::get(e.I64, 0));
+            Value* y = e.rows_load_column(static_cast<int>(s));
             if (P.slots[s].dtype == DType::i32) y = B.CreateSExt(y, VI64);
             ign = B.CreateOr(ign, B.CreateAnd(valid, B.CreateICmpEQ(y, e.splat(ignore))));
             // an ignored label reads as 0 (a valid index for gathers, which the load mask skips)
@@ -105,7 +149,54 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
     };
     auto slot_ptr_of = [&](AllocaInst* a, Value* j) { return B.CreateGEP(e.VF, a, j); };
 
-    const std::vector<bool> live = live_nodes(P);
+    // A block's rows of a vector slot in chunks of VW columns: chunk c holds columns c VW ..
+    // c VW + width - 1 of the VW rows, row l one (masked) vector load or store at its row
+    // base, whatever the stride; a VW x VW transpose turns rows into columns and back.
+    const auto K32 = static_cast<unsigned>(P.K);
+    auto for_chunks = [&](const std::function<void(unsigned c, unsigned width, Value* lane_ok)>& f) {
+        for (unsigned c = 0; c * VW < K32; ++c) {
+            const unsigned width = std::min(VW, K32 - c * VW);
+            f(c, width, B.CreateICmpULT(lanes, e.splat(ConstantInt::get(e.I32, width))));
+        }
+    };
+    auto row_ptr = [&](std::size_t s, unsigned l, unsigned c) {
+        Value* at = B.CreateAdd(B.CreateMul(ConstantInt::get(e.I64, l), e.slot_stride[s]), ConstantInt::get(e.I64, c * VW));
+        return B.CreateGEP(e.storage(P.slots[s].dtype), e.row_base[s], at);
+    };
+    // the lane mask of row l of the block: lane_ok if the row is one of the block's rows (a
+    // scalar compare, no lane of a vector mask extracted: 16 of them cost more than the loads)
+    Value* block_rows = B.CreateSub(re, r0);
+    auto row_mask = [&](unsigned l, Value* lane_ok) {
+        return B.CreateSelect(B.CreateICmpSLT(ConstantInt::get(e.I64, l), block_rows), lane_ok, Constant::getNullValue(lane_ok->getType()));
+    };
+    for (std::size_t s = 0; s < ns; ++s) {
+        AllocaInst* cols = e.rows_cols[s];
+        if (!cols) continue;
+        const DType d = P.slots[s].dtype;
+        auto* vt = FixedVectorType::get(e.storage(d), VW);
+        for_chunks([&](unsigned c, unsigned width, Value* lane_ok) {
+            std::vector<Value*> rows;
+            for (unsigned l = 0; l < VW; ++l)
+                rows.push_back(e.to_compute(B.CreateMaskedLoad(vt, row_ptr(s, l, c), Align(size_of(d)), row_mask(l, lane_ok), Constant::getNullValue(vt)), d));
+            std::vector<Value*> col = transpose(B, rows, VW, e.VF);
+            for (unsigned j = 0; j < width; ++j)  // skipped rows read as 0, whatever they hold
+                B.CreateAlignedStore(B.CreateSelect(e.rowmask, col[j], ConstantFP::get(e.VF, 0.0)), B.CreateConstGEP1_64(e.VF, cols, c * VW + j), Align(64));
+        });
+    }
+    // the vector outputs written by a pass, from their staged columns
+    auto store_outputs = [&](const Pass& ps) {
+        for (int w : ps.writes) {
+            const std::size_t s = ns - P.g.outputs().size() + static_cast<std::size_t>(w);
+            const DType d = P.slots[s].dtype;
+            for_chunks([&](unsigned c, unsigned width, Value* lane_ok) {
+                std::vector<Value*> col(VW, nullptr);
+                for (unsigned j = 0; j < width; ++j) col[j] = B.CreateAlignedLoad(e.VF, B.CreateConstGEP1_64(e.VF, out_cols[s], c * VW + j), Align(64));
+                std::vector<Value*> rows = transpose(B, col, VW, e.VF);
+                for (unsigned l = 0; l < VW; ++l)
+                    B.CreateMaskedStore(e.to_storage(rows[l], d), row_ptr(s, l, c), Align(size_of(d)), row_mask(l, lane_ok));
+            });
+        }
+    };
 
     Value* cache_safe = nullptr;
     Value* neg_new = nullptr;  // lanes found masked by the last pass's own logsumexp
@@ -136,7 +227,7 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
                 for (int r : ps.reductions) {
                     if (P.g[r].op != Op::logsumexp) continue;
                     Value* x = e.V(P.g[r].a, c);
-                    B.CreateAlignedStore(x, slot_ptr_of(arg_of[static_cast<std::size_t>(r)], j), Align(64));
+                    if (!arg_staged[static_cast<std::size_t>(r)]) B.CreateAlignedStore(x, slot_ptr_of(arg_of[static_cast<std::size_t>(r)], j), Align(64));
                     AllocaInst* A = accs[static_cast<std::size_t>(r)];
                     B.CreateStore(e.max_fast(B.CreateLoad(e.VF, A), x), A);
                 }
@@ -203,10 +294,10 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
                 const std::size_t slot = ns - P.g.outputs().size() + static_cast<std::size_t>(w);
                 Value* v = B.CreateFMul(e.V(P.g.outputs()[static_cast<std::size_t>(w)].root, c), scale[slot]);
                 v = B.CreateSelect(skip, ConstantFP::get(e.VF, 0.0), v);
-                const DType d = P.slots[slot].dtype;
-                B.CreateMaskedScatter(e.to_storage(v, d), e.rows_ptrs(static_cast<int>(slot), j), Align(size_of(d)), valid);
+                B.CreateAlignedStore(v, slot_ptr_of(out_cols[slot], j), Align(64));
             }
         });
+        store_outputs(ps);
         e.cache_factor = nullptr;
         Value* neg_pass = nullptr;
         for (int r : ps.reductions) {
@@ -263,7 +354,7 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
         d = B.CreateSelect(counted, d, ConstantFP::get(VD, 0.0));
         B.CreateStore(B.CreateFAdd(B.CreateLoad(VD, vacc[s]), d), vacc[s]);
         const DType dt = P.slots[s].dtype;
-        B.CreateMaskedScatter(e.to_storage(v, dt), e.rows_ptrs(static_cast<int>(s), ConstantInt::get(e.I64, 0)), Align(size_of(dt)), valid);
+        e.rows_store_column(static_cast<int>(s), e.to_storage(v, dt), valid);
     }
     // row states (0 counted, 1 ignored, 2 a logsumexp of -inf) and the count of masked rows
     Value* st = B.CreateSelect(ign, ConstantVector::getSplat(ElementCount::getFixed(VW), ConstantInt::get(I8, 1)),

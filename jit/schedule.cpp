@@ -296,7 +296,7 @@ std::string to_string(const Plan& p) {
     const Graph& g = p.g;
     os << "row program: " << p.passes.size() << (p.passes.size() == 1 ? " pass" : " passes") << " over a row of K = "
        << (p.K ? std::to_string(p.K) : std::string("(generic)")) << ", " << to_string(p.compute) << " math, ";
-    if (p.rows) os << p.vector_width << " rows at once (lanes across rows: gathers, lane-wise reductions, scatters)\n";
+    if (p.rows) os << p.vector_width << " rows at once (lanes across rows: rows transposed in registers, lane-wise reductions)\n";
     else os << p.vector_width << " lanes x unroll " << p.unroll << "\n";
     os << "arguments:";
     for (const Slot& s : p.slots)
