@@ -9,7 +9,7 @@ void Em::emit_loop(Value* begin, Value* end, const std::function<void(Value*, Va
     B.CreateStore(begin, iv);
     std::vector<Constant*> iota;
     for (int l = 0; l < VW; ++l) iota.push_back(ConstantInt::get(I32, static_cast<std::uint64_t>(l)));
-    if (U == 1 && P.masked_loop) {
+    if (U == 1 && P.masked_loop && !(isa<ConstantInt>(begin) && isa<ConstantInt>(end))) {
         // One loop, every iteration masked: with AVX-512's mask registers a masked load, store or
         // accumulation costs what an unmasked one does, and the body is emitted once (half the
         // code for LLVM to optimize and select: JIT latency).
@@ -40,7 +40,22 @@ void Em::emit_loop(Value* begin, Value* end, const std::function<void(Value*, Va
         B.CreateBr(cond);
         B.SetInsertPoint(exit);
     };
-    counted(VW * U, U, U > 1 ? "unrolled" : "vector");
+    // With both bounds known (K fixed at compile time, one block) the loops the trip count rules
+    // out are not emitted at all, rather than left for LLVM's scalar-evolution passes to delete
+    // (which cost more compile time than anything else in the pipeline: JIT latency).
+    const auto* cb = dyn_cast<ConstantInt>(begin);
+    const auto* ce = dyn_cast<ConstantInt>(end);
+    const bool known = cb != nullptr && ce != nullptr;
+    const std::int64_t n = known ? ce->getSExtValue() - cb->getSExtValue() : -1;
+    const std::int64_t step = static_cast<std::int64_t>(VW) * U;
+    if (!known || n >= step) counted(static_cast<int>(step), U, U > 1 ? "unrolled" : "vector");
+    if (known && n % step == 0) return;  // no tail
+    if (known && n % step <= VW) {       // a tail of at most one vector: straight-line, no loop
+        Value* i = B.CreateLoad(I64, iv);
+        Value* lanes = B.CreateAdd(splat(B.CreateTrunc(i, I32)), ConstantVector::get(iota));
+        body(i, B.CreateICmpSLT(lanes, splat(B.CreateTrunc(end, I32))), 0);
+        return;
+    }
     // masked tail: the lanes still inside [i, end); a loop when more than one vector may remain
     BasicBlock* tail = BasicBlock::Create(C, "tail", fn);
     BasicBlock* done = BasicBlock::Create(C, "tail.done", fn);

@@ -160,8 +160,13 @@ void Em::emit_pass(const Pass& ps, bool last) {
         scale[slot] = splat(slot_scale[slot]);
     }
 
-    // for (b0 = 0; b0 < K; b0 += block) body(b0, min(b0 + block, K))
+    // for (b0 = 0; b0 < K; b0 += block) body(b0, min(b0 + block, K)); no loop when a known K
+    // fits one block (less IR to optimize and select: JIT latency)
     auto for_each_block = [&](const std::function<void(Value*, Value*)>& body_of_block) {
+        if (P.K != 0 && P.K <= P.block) {
+            body_of_block(ConstantInt::get(I64, 0), K);
+            return;
+        }
         AllocaInst* bs = alloca(I64);
         B.CreateStore(ConstantInt::get(I64, 0), bs);
         BasicBlock* cond = BasicBlock::Create(C, "block.cond", fn);
@@ -188,8 +193,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
             emit_loop(b0, be, main_body);
             cache_factor = nullptr;
         };
-        if (P.K != 0 && P.K <= P.block) block(ConstantInt::get(I64, 0), K);
-        else for_each_block(block);
+        for_each_block(block);
     } else if (!any_two) {
         emit_loop(ConstantInt::get(I64, 0), K, main_body);
     } else {

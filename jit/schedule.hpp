@@ -50,7 +50,7 @@ struct Plan {
     int vector_width = 4;        // elements per vector
     int unroll = 1;
     bool masked_loop = false;  // one loop with every iteration masked (AVX-512), no separate tail
-    int opt_level = 3;
+    int opt_level = 2;
     DType label_dtype = DType::i64;
     std::vector<bool> vector_node;  // per node: shape == vector
     // The logsumexp node whose exp(x - block max) values the pass reducing it keeps in a

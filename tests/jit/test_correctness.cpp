@@ -213,7 +213,24 @@ TEST_CASE("multi-threaded runs equal one thread") {
     CHECK(d1.f32[3] == d2.f32[3]);
 }
 
-TEST_CASE("inspection of the schedule and the IR before and after O3 and the assembly") {
+TEST_CASE("every IR optimization level and every shape of a known row's tail") {
+    // K with no tail, a tail of one vector or less (straight-line), a tail loop, and one vector
+    // or less in all (no full-vector loop), for 16 lanes x unroll 2 and other widths alike.
+    for (const auto& c : jt::cases()) {
+        if (c.name != "ce_soft" && c.name != "ce_hard") continue;
+        for (int level = 0; level <= 3; ++level)
+            for (std::size_t K : {33, 40, 48, 57, 64, 100, 1000}) {
+                INFO("opt_level " << level << " K " << K);
+                CompileOptions o;
+                o.opt_level = level;
+                o.row_length = K;
+                jt::check_case(c, 5, K, o, jt::Mode::normal, static_cast<std::uint32_t>(K + level));
+                jt::check_case(c, 5, K, o, jt::Mode::neg_inf, static_cast<std::uint32_t>(K * 7 + level));
+            }
+    }
+}
+
+TEST_CASE("inspection of the schedule and the IR before and after optimization and the assembly") {
     CompileOptions o;
     o.row_length = 1000;
     Kernel k = compile(jt::ce_soft(), o);
