@@ -228,11 +228,17 @@ public:
 
     // The value of node i: per row (scalar nodes) or in a context (vector nodes).
     Value* S(int i) {
+        return row_scalar(i, [&] { return table()[static_cast<std::size_t>(P.g[i].op)].value(*this, i, row_ctx); });
+    }
+    // Node i's per-row scalar, computed once per row at the end of the latest stage block (before
+    // the pass that needs it, so before an in-place output overwrites its inputs). For a vector
+    // node, whose value lives in its context, this is a scalar it needs besides (softmax - onehot).
+    Value* row_scalar(int i, const std::function<Value*()>& compute) {
         Value*& v = scal[static_cast<std::size_t>(i)];
         if (v) return v;
         IRBuilderBase::InsertPointGuard guard(B);
         if (stage_end) B.SetInsertPoint(stage_end);
-        v = table()[static_cast<std::size_t>(P.g[i].op)].value(*this, i, row_ctx);
+        v = compute();
         return v;
     }
     Value* V(int i, Ctx& c) {
@@ -253,12 +259,16 @@ public:
         c.memo.assign(static_cast<std::size_t>(P.g.size()), nullptr);
         return c;
     }
-    Value* gather(int v, Value* index) {
-        if (!vec(v)) return S(v);
+    Ctx gather_ctx(Value* index) {
         Ctx c;
         c.mode = Ctx::gather;
         c.index = index;
         c.memo.assign(static_cast<std::size_t>(P.g.size()), nullptr);
+        return c;
+    }
+    Value* gather(int v, Value* index) {
+        if (!vec(v)) return S(v);
+        Ctx c = gather_ctx(index);
         return V(v, c);
     }
 

@@ -38,6 +38,17 @@ Value* v_elementwise(Em& e, int i, Ctx& c) {
     return table()[static_cast<std::size_t>(n.op)].math(e, i, a, b);
 }
 
+// x - logsumexp(x) of a softmax or log_softmax node i in context c; a logsumexp reduced in a
+// pass is taken as hi + lo, (x - max) - log(sum), exact near the max.
+Value* minus_logsumexp(Em& e, int i, Ctx& c) {
+    const Node& n = e.P.g[i];
+    const int l = e.P.lse_of[static_cast<std::size_t>(i)];
+    auto lanes = [&](Value* s) { return c.mode == Ctx::lanes ? e.splat(s) : s; };
+    if (Value* hi = e.lse_hi[static_cast<std::size_t>(l)])
+        return e.B.CreateFSub(e.B.CreateFSub(e.V(n.a, c), lanes(hi)), lanes(e.lse_lo[static_cast<std::size_t>(l)]));
+    return e.B.CreateFSub(e.V(n.a, c), lanes(e.S(l)));
+}
+
 Value* v_softmax(Em& e, int i, Ctx& c) {
     const Node& n = e.P.g[i];
     if (n.op == Op::softmax && c.mode == Ctx::lanes && e.cache_factor && e.P.lse_of[static_cast<std::size_t>(i)] == e.P.cache_lse) {
@@ -48,15 +59,23 @@ Value* v_softmax(Em& e, int i, Ctx& c) {
                           : e.B.CreateAlignedLoad(e.VF, p, al);
         return e.B.CreateFMul(x, e.cache_factor);
     }
-    const int l = e.P.lse_of[static_cast<std::size_t>(i)];
-    Value* lse = e.S(l);
-    auto lanes = [&](Value* s) { return c.mode == Ctx::lanes ? e.splat(s) : s; };
-    Value* x;
-    if (Value* hi = e.lse_hi[static_cast<std::size_t>(l)])  // (x - max) - log(sum): exact near the max
-        x = e.B.CreateFSub(e.B.CreateFSub(e.V(n.a, c), lanes(hi)), lanes(e.lse_lo[static_cast<std::size_t>(l)]));
-    else
-        x = e.B.CreateFSub(e.V(n.a, c), lanes(lse));
+    Value* x = minus_logsumexp(e, i, c);
     return n.op == Op::softmax ? e.exp(x) : x;
+}
+
+// softmax(x) - onehot(y), the cross-entropy gradient: at the label's column it cancels as
+// p_y -> 1 (fp32 gives 0 where the value is -1.5e-8, an error of 100%), so there it is
+// expm1(x_y - lse) instead, one scalar per row; every element keeps its relative digits.
+Value* v_sub(Em& e, int i, Ctx& c) {
+    Value* d = v_elementwise(e, i, c);
+    const Node& n = e.P.g[i];
+    if (!e.vec(i) || e.P.g[n.a].op != Op::softmax || e.P.g[n.b].op != Op::onehot) return d;
+    Value* at_label = e.row_scalar(i, [&] {
+        Ctx g = e.gather_ctx(e.label_index(e.P.g[n.b].a));
+        return emit_expm1(e.B, minus_logsumexp(e, n.a, g));
+    });
+    Value* hit = e.B.CreateFCmpOEQ(e.V(n.b, c), ConstantFP::get(d->getType(), 1.0));
+    return e.B.CreateSelect(hit, d->getType()->isVectorTy() ? e.splat(at_label) : at_label, d);
 }
 
 // a - b, where a logsumexp operand reduced in a pass is taken as hi + lo: lse - x = (hi - x) + lo,
@@ -190,7 +209,7 @@ const std::array<OpEmitter, op_count>& table() {
                                     e.B.CreateSelect(e.B.CreateFCmpOLT(a, z), z, a));
         });
         set(Op::add, v_elementwise, [](Em& e, int, Value* a, Value* b) -> Value* { return e.B.CreateFAdd(a, b); });
-        set(Op::sub, v_elementwise, m_sub);
+        set(Op::sub, v_sub, m_sub);
         set(Op::mul, v_elementwise, [](Em& e, int i, Value* a, Value* b) -> Value* { return e.mul0(a, b, e.P.g[i].a, e.P.g[i].b); });
         set(Op::div, v_elementwise, [](Em& e, int, Value* a, Value* b) -> Value* { return e.B.CreateFDiv(a, b); });
         set(Op::pow, v_elementwise, m_pow);
