@@ -7,10 +7,12 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <future>
 #include <iostream>
 #include <limits>
 #include <mutex>
+#include <type_traits>
 #include <unordered_map>
 
 #include "engine.hpp"
@@ -245,6 +247,49 @@ std::string number(double v) {
     return buf;
 }
 
+// Whether row r of a (K values) holds a value below 0. Branch-free, so that it vectorizes: it
+// runs over whole per-row weights matrices (BCE targets) before every run, and must cost a
+// streaming read, not a second kernel (a per-element dtype switch ran at about 1 GB/s).
+template <class T> bool row_has_negative(const T* x, std::size_t K) {
+    unsigned neg = 0;
+    for (std::size_t j = 0; j < K; ++j) {
+        float v;
+        if constexpr (std::is_same_v<T, bf16>) {
+            const std::uint32_t bits = static_cast<std::uint32_t>(x[j].bits) << 16;
+            std::memcpy(&v, &bits, sizeof v);
+            neg |= v < 0 ? 1U : 0U;
+        } else {
+            neg |= x[j] < 0 ? 1U : 0U;
+        }
+    }
+    return neg != 0;
+}
+bool row_has_negative(const Array& a, std::size_t r, std::size_t K) {
+    const std::size_t base = r * a.stride;
+    switch (a.dtype) {
+    case DType::f32: return row_has_negative(static_cast<const float*>(a.data) + base, K);
+    case DType::f64: return row_has_negative(static_cast<const double*>(a.data) + base, K);
+    case DType::bf16: return row_has_negative(static_cast<const bf16*>(a.data) + base, K);
+    default: return false;
+    }
+}
+
+// A negative value in a bound weights input: an error naming the first one (rows scanned on T
+// threads; the first bad row found again for the message).
+void check_weights_not_negative(const Array& a, const std::string& name, std::size_t N, std::size_t K, int T) {
+    const std::int64_t rows = a.stride == 0 ? 1 : static_cast<std::int64_t>(N);
+    std::int64_t first = rows;
+#pragma omp parallel for num_threads(T) schedule(static) reduction(min : first)
+    for (std::int64_t r = 0; r < rows; ++r)
+        if (r < first && row_has_negative(a, static_cast<std::size_t>(r), K)) first = r;
+    if (first == rows) return;
+    const auto r = static_cast<std::size_t>(first);
+    std::size_t j = 0;
+    while (!(element(a, r, j) < 0)) ++j;
+    throw error("run: weights '" + name + "' has a negative value, " + number(element(a, r, j)) + ", at " +
+                (a.stride == 0 ? std::string() : "row " + std::to_string(r) + ", ") + "element " + std::to_string(j) + " (weights must be >= 0)");
+}
+
 // Multiplies the vector outputs of the rows computed (state 0) by f.
 void rescale(const jit::Plan& p, const std::vector<const Array*>& bound, const std::uint8_t* state, std::size_t N, std::size_t K, double f,
              int T) {
@@ -395,18 +440,9 @@ Result Kernel::run(const Batch& batch) const {
             wlabel = label_slots[0];
         }
     }
-    for (std::size_t s : weight_slots) {
-        const Array& a = *bound[s];
-        const std::size_t rows = a.stride == 0 ? 1 : N;
-        for (std::size_t r = 0; r < rows; ++r)
-            for (std::size_t j = 0; j < K; ++j) {
-                const double v = element(a, r, j);
-                if (v < 0)
-                    throw error("run: weights '" + p.slots[s].name + "' has a negative value, " + number(v) + ", at " +
-                                (a.stride == 0 ? std::string() : "row " + std::to_string(r) + ", ") + "element " + std::to_string(j) +
-                                " (weights must be >= 0)");
-            }
-    }
+    int T = batch.thread_count() > 0 ? batch.thread_count() : omp_get_max_threads();
+    T = static_cast<int>(std::min<std::size_t>({static_cast<std::size_t>(T), N ? N : 1, std::max<std::size_t>(1, N * K / 8192)}));
+    for (std::size_t s : weight_slots) check_weights_not_negative(*bound[s], p.slots[s].name, N, K, T);
     std::size_t counted = 0;
     double weight_sum = 0;
     for (std::size_t r = 0; r < N; ++r) {
@@ -441,9 +477,6 @@ Result Kernel::run(const Batch& batch) const {
     Result res;
     res.rows = N;
     res.reduction = red;
-    int T = batch.thread_count() > 0 ? batch.thread_count() : omp_get_max_threads();
-    const std::size_t work = N * K;
-    T = static_cast<int>(std::min<std::size_t>({static_cast<std::size_t>(T), N ? N : 1, std::max<std::size_t>(1, work / 8192)}));
     const std::size_t nsum = ns + 1;  // per thread: one per slot, then the count of masked rows
     std::vector<double> sums(static_cast<std::size_t>(T) * nsum, 0.0);
     std::unique_ptr<std::uint8_t[]> state(new std::uint8_t[N ? N : 1]);  // written by the kernel, every row

@@ -472,6 +472,34 @@ TEST_CASE("batch: out-of-range labels and negative weights are errors raised bef
     CHECK(std::isfinite(d.loss[0]));
 }
 
+TEST_CASE("batch: the first negative weight of a large matrix is named whatever the threads and dtype") {
+    // rows scanned on several threads: the error names the first bad row, not the first found
+    const std::size_t N = 3000, K = 37;
+    const Kernel bce = compile(L::binary_cross_entropy(), wrt(u), CompileOptions{});
+    CompileOptions o16;
+    o16.dtypes = {{"targets", DType::bf16}};
+    const Kernel bce16 = compile(L::binary_cross_entropy(), wrt(u), o16);
+    std::vector<float> x(N * K, 0.1f), g(N * K, NAN);
+    std::vector<float> t32(N * K, 0.5f);
+    std::vector<bf16> t16(N * K, bf16::from_float(0.5f));
+    for (std::size_t r : {2900, 1700}) {
+        t32[r * K + 5] = -1e-30f;  // tiny negatives count; -0 does not
+        t16[r * K + 5] = bf16::from_float(-0.5f);
+    }
+    t32[100 * K] = -0.0f;
+    t16[100 * K] = bf16::from_float(-0.0f);
+    for (int threads : {1, 2, 7}) {
+        INFO("threads " << threads);
+        Batch b;
+        b.bind("u", matrix(x.data(), N, K)).bind("grad.u", matrix(g.data(), N, K)).threads(threads);
+        b.bind("targets", matrix(t32.data(), N, K));
+        CHECK_THROWS_WITH(bce.run(b), Contains("weights 'targets' has a negative value, -1e-30, at row 1700, element 5"));
+        b.bind("targets", matrix(t16.data(), N, K));
+        CHECK_THROWS_WITH(bce16.run(b), Contains("weights 'targets' has a negative value, -0.5, at row 1700, element 5"));
+    }
+    CHECK(std::all_of(g.begin(), g.end(), [](float v) { return std::isnan(v); }));
+}
+
 TEST_CASE("batch: bf16 logits, true class at probability 0.999: the stored gradient keeps one bf16 rounding") {
     // softmax - 1 is computed in fp32 from (u - max) - log(sum) and rounded once to bf16, at the
     // store. Rounding p_y to bf16 first would give 1 - 1 = 0 (a relative error of 1); p_y - 1
