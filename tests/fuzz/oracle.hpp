@@ -1,0 +1,163 @@
+// The fuzzer's judge: what a kernel's output element may be, given the long double evaluator
+// (eval.hpp) and an estimate of how well-conditioned the element is in the kernel's precision.
+//
+// The estimate: the graph is evaluated again, node by node, by the same evaluator, but every
+// node's result (the real inputs included) is perturbed by a random relative error of up to
+// 4 units in the last place of the compute type (fp32 or fp64) and then rounded to that type.
+// Row reductions (sum, mean, dot, logsumexp, softmax, log_softmax) also get an absolute error of
+// (2 + sqrt(K)) such units times the sum of their terms' magnitudes: what K additions can lose.
+// Rounding to the compute type brings its range too: overflow to inf and underflow to 0 happen
+// in these emulations as they do in the kernel, which the long double evaluator alone never shows.
+// Three emulations (two random, one with every error at +4 units) give candidate values.
+//
+// The verdict for one element, want = the exact long double value:
+//   - every emulation falls in want's class (finite, +inf, -inf, NaN): the element is
+//     well-conditioned and checked strictly: the same class, and if finite
+//         |got - want| <= 4 * spread + 8 u |want| + 2 * (smallest normal of the compute type)
+//     where spread is the largest distance of an emulation from want and u the unit roundoff
+//     (2^-24, 2^-53). The absolute term admits flushing subnormal results to zero.
+//   - the emulations disagree on the class (a result that overflows only in fp32, a sign() of
+//     a value within rounding of 0, ...): the element is ill-conditioned in this precision; the
+//     kernel may give any of the classes seen (want's or an emulation's), nothing more is asked.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "byte_reader.hpp"
+#include "lossjit/eval.hpp"
+
+namespace fuzz {
+
+using namespace lossjit;
+
+struct Precision {
+    bool f32 = true;
+    long double unit() const { return f32 ? 0x1p-24L : 0x1p-53L; }
+    long double min_normal() const {
+        return f32 ? std::numeric_limits<float>::min() : std::numeric_limits<double>::min();
+    }
+    long double round(long double x) const {
+        return f32 ? static_cast<long double>(static_cast<float>(x)) : static_cast<long double>(static_cast<double>(x));
+    }
+};
+
+inline constexpr int emulations = 3;
+inline constexpr long double noise_ulps = 4, spread_factor = 4, rel_floor_ulps = 8;
+
+enum class Cls { finite, pos_inf, neg_inf, nan };
+inline Cls classify(long double x) {
+    if (std::isnan(x)) return Cls::nan;
+    if (std::isinf(x)) return x > 0 ? Cls::pos_inf : Cls::neg_inf;
+    return Cls::finite;
+}
+
+// One op applied to given argument values, by the reference evaluator on a one-op graph.
+inline Value apply_op(Op op, const Value& a, const Value* b, std::size_t K) {
+    Graph m;
+    RowValues r;
+    auto bind = [&](const char* name, const Value& v) {
+        if (v.is_vector) r.set(name, v.v);
+        else r.set(name, v.s);
+        return m.input(name, v.is_vector ? InputKind::logits : InputKind::scalar);
+    };
+    const int ia = bind("a", a);
+    const int ib = b ? bind("b", *b) : -1;
+    return evaluate(m, m.apply(op, ia, ib), r, K);
+}
+
+// Every node's value for one row with the errors described above; `coherent`: every error at
+// +noise_ulps instead of a random one.
+inline std::vector<Value> emulate(const Graph& g, const std::vector<Value>& exact, std::size_t K, Precision pr, Rng& rng,
+                                  bool coherent) {
+    const long double e = noise_ulps * pr.unit();
+    const long double row_ulps = 2 + std::sqrt(static_cast<long double>(K));
+    auto err = [&] { return coherent ? e : e * static_cast<long double>(rng.symmetric()); };
+    std::vector<Value> v(static_cast<std::size_t>(g.size()));
+    for (int i = 0; i < g.size(); ++i) {
+        const Node& n = g[i];
+        Value& x = v[static_cast<std::size_t>(i)];
+        if (info(n.op).cls == OpClass::leaf) {
+            x = exact[static_cast<std::size_t>(i)];
+            // labels, params and K are exact; numbers are rounded to the compute type
+            if (n.op == Op::row_length || (n.op == Op::input && (n.kind == InputKind::label || n.kind == InputKind::param))) continue;
+            if (n.op == Op::constant) {
+                x.s = pr.round(x.s);
+                continue;
+            }
+        } else {
+            x = apply_op(n.op, v[static_cast<std::size_t>(n.a)], n.b >= 0 ? &v[static_cast<std::size_t>(n.b)] : nullptr, K);
+        }
+        // the absolute error a row reduction adds
+        long double abs_err = 0, rel_err = 0;
+        if (n.op == Op::sum || n.op == Op::mean || n.op == Op::dot) {
+            const Value& a = v[static_cast<std::size_t>(n.a)];
+            long double mag = 0;
+            for (std::size_t j = 0; j < K; ++j)
+                mag += std::fabs(n.op == Op::dot ? ref::mul(a[j], v[static_cast<std::size_t>(n.b)][j]) : a[j]);
+            abs_err = row_ulps * (n.op == Op::mean ? mag / static_cast<long double>(K) : mag);
+        } else if (n.op == Op::logsumexp || n.op == Op::log_softmax) {
+            abs_err = row_ulps;
+        } else if (n.op == Op::softmax) {
+            rel_err = row_ulps;
+        }
+        if (!std::isfinite(abs_err)) abs_err = 0;  // the value itself is then inf or NaN
+        auto perturb = [&](long double y) { return pr.round(y * (1 + err() * (1 + rel_err)) + abs_err * err()); };
+        if (x.is_vector)
+            for (auto& y : x.v) y = perturb(y);
+        else
+            x.s = perturb(x.s);
+    }
+    return v;
+}
+
+struct Verdict {
+    bool ok = true;
+    bool strict = true;  // false: ill-conditioned, only the class was checked
+    long double tolerance = 0;
+};
+
+inline Verdict judge(long double got, long double want, const std::array<long double, emulations>& emu, Precision pr) {
+    Verdict v;
+    long double spread = 0;
+    for (long double x : emu) {
+        if (classify(x) != classify(want)) v.strict = false;
+        else if (std::isfinite(x)) spread = std::max(spread, std::fabs(x - want));
+    }
+    if (!v.strict) {
+        v.ok = classify(got) == classify(want);
+        for (long double x : emu) v.ok = v.ok || classify(got) == classify(x);
+        return v;
+    }
+    if (classify(want) != Cls::finite) {
+        v.ok = classify(got) == classify(want);
+        return v;
+    }
+    v.tolerance = spread_factor * spread + rel_floor_ulps * pr.unit() * std::fabs(want) + 2 * pr.min_normal();
+    v.ok = std::isfinite(got) && std::fabs(got - want) <= v.tolerance;
+    return v;
+}
+
+// Whether the kernel skips the row as fully masked: a logsumexp it computes (its own, or the
+// one behind a softmax or log_softmax) is -inf. 0: no, 1: yes, -1: cannot tell (a logsumexp of
+// a scalar, which the kernel may fold away).
+inline int masked(const Graph& g, const std::vector<Value>& val, std::size_t K) {
+    int verdict = 0;
+    for (int i = 0; i < g.size(); ++i) {
+        const Node& n = g[i];
+        if (n.op != Op::logsumexp && n.op != Op::softmax && n.op != Op::log_softmax) continue;
+        const Value& a = val[static_cast<std::size_t>(n.a)];
+        const long double lse = detail::logsumexp(a.is_vector ? a.v : std::vector<long double>(K, a.s));
+        if (std::isinf(lse) && lse < 0) {
+            if (!a.is_vector) return -1;
+            verdict = 1;
+        }
+    }
+    return verdict;
+}
+
+}  // namespace fuzz
