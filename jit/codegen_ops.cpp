@@ -152,8 +152,10 @@ Value* m_pow(Em& e, int i, Value* a, Value* b) {
             return p < 0 ? B.CreateFDiv(one(), r) : r;
         }
         if (p * 2 == std::floor(p * 2) && std::fabs(p) <= 64) {  // half-integer: a^k sqrt(a)
-            Value* s = B.CreateUnaryIntrinsic(Intrinsic::sqrt, a);
-            Value* r = B.CreateFMul(ipow(a, static_cast<long>(std::floor(std::fabs(p)))), s);
+            // pow(-inf, p) = pow(+inf, p) for a non-integer p (C's pow), where sqrt would give NaN
+            Value* x = B.CreateSelect(B.CreateFCmpOEQ(a, ConstantFP::getInfinity(t, true)), ConstantFP::getInfinity(t), a);
+            Value* s = B.CreateUnaryIntrinsic(Intrinsic::sqrt, x);
+            Value* r = B.CreateFMul(ipow(x, static_cast<long>(std::floor(std::fabs(p)))), s);
             return p < 0 ? B.CreateFDiv(one(), r) : r;
         }
     }
@@ -163,7 +165,9 @@ Value* m_pow(Em& e, int i, Value* a, Value* b) {
     Value* isint = B.CreateFCmpOEQ(fl, b);
     Value* half = B.CreateFMul(b, ConstantFP::get(t, 0.5));
     Value* odd = B.CreateAnd(isint, B.CreateFCmpONE(B.CreateUnaryIntrinsic(Intrinsic::floor, half), half));
-    Value* neg = B.CreateSelect(isint, B.CreateSelect(odd, B.CreateFNeg(r), r), ConstantFP::getNaN(t));
+    // a negative base with a non-integer exponent: NaN, except pow(-inf, b) = pow(+inf, b)
+    Value* neg_inf = B.CreateFCmpOEQ(a, ConstantFP::getInfinity(t, true));
+    Value* neg = B.CreateSelect(isint, B.CreateSelect(odd, B.CreateFNeg(r), r), B.CreateSelect(neg_inf, r, ConstantFP::getNaN(t)));
     r = B.CreateSelect(B.CreateFCmpOLT(a, ConstantFP::get(t, 0.0)), neg, r);
     r = B.CreateSelect(B.CreateFCmpOEQ(b, ConstantFP::get(t, 0.0)), one(), r);
     return B.CreateSelect(B.CreateFCmpOEQ(a, one()), one(), r);

@@ -135,6 +135,8 @@ void Em::emit_pass(const Pass& ps, bool last) {
                 Value* m = B.CreateLoad(VF, A);
                 Value* gt = B.CreateFCmpOGT(x, m);
                 Value* e = exp(B.CreateSelect(gt, B.CreateFSub(m, x), B.CreateFSub(x, m)));
+                // x equal to m adds exp(0) = 1, also at +inf where x - m is NaN; -inf adds 0
+                e = B.CreateSelect(B.CreateFCmpOEQ(x, m), ConstantFP::get(VF, 1.0), e);
                 e = B.CreateSelect(isneginf(x), ConstantFP::get(VF, 0.0), e);
                 Value* s1 = B.CreateSelect(gt, B.CreateFMul(B.CreateFAdd(s, ConstantFP::get(VF, 1.0)), e), B.CreateFAdd(s, e));
                 Value* m1 = B.CreateSelect(gt, x, m);

@@ -5,6 +5,7 @@
 // ignore_index, reduction none, sum or mean, one or two threads), and every output element
 // judged against the long double evaluator (oracle.hpp). A wrong element aborts with a report.
 // The regression replayer (replay_main.cpp) runs the same function on the saved inputs.
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -191,6 +192,21 @@ struct Stats {
 };
 Stats stats;
 
+// The inputs of one row, printed for a report (the first 16 elements of vectors).
+std::string row_inputs(const Kernel& k, const Case& c, const std::vector<Buffers>& bufs, std::size_t r) {
+    std::ostringstream os;
+    os.precision(9);
+    for (std::size_t s = 0; s < k.slots().size(); ++s) {
+        const Slot& sl = k.slots()[s];
+        if (sl.output) continue;
+        const std::size_t cols = sl.vector ? c.K : 1, base = bufs[s].shared ? 0 : r * cols;
+        os << "  " << sl.name << " =";
+        for (std::size_t j = 0; j < std::min<std::size_t>(cols, 16); ++j) os << " " << static_cast<double>(bufs[s].ref[base + j]);
+        os << (cols > 16 ? " ...\n" : "\n");
+    }
+    return os.str();
+}
+
 [[noreturn]] void fail(const Case& c, const Kernel& k, const std::string& what) {
     std::ostringstream os;
     os << "lossjit fuzz: MISMATCH: " << what << "\n  drawn loss: " << c.rg.drawn << "\n";
@@ -291,7 +307,7 @@ void check(const Case& c, const Kernel& k, const std::vector<Buffers>& bufs, con
                 const Verdict v = judge(got, want, em, pr);
                 (v.strict ? stats.strict : stats.loose)++;
                 if (!sl.vector && !v.strict) aggregate_clear = false;
-                if (!v.ok) fail(c, k, describe(sl.name.c_str(), r, j, got, want, em, v));
+                if (!v.ok) fail(c, k, describe(sl.name.c_str(), r, j, got, want, em, v) + "\n" + row_inputs(k, c, bufs, r));
             }
         }
         // the run's sum of a per-row output is the sum of the values it wrote (in double)

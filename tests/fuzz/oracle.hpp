@@ -2,12 +2,15 @@
 // (eval.hpp) and an estimate of how well-conditioned the element is in the kernel's precision.
 //
 // The estimate: the graph is evaluated again, node by node, by the same evaluator, but every
-// node's result (the real inputs included) is perturbed by a random relative error of up to
-// 4 units in the last place of the compute type (fp32 or fp64) and then rounded to that type.
+// node's result (the real inputs included; not the exact ops: neg, abs, sign, step, min, max,
+// amax, at, onehot) is perturbed by a random relative error of up to 4 units in the last place
+// of the compute type (fp32 or fp64) and then rounded to that type.
 // Row reductions (sum, mean, dot, logsumexp, softmax, log_softmax) also get an absolute error of
 // (2 + sqrt(K)) such units times the sum of their terms' magnitudes: what K additions can lose.
 // Rounding to the compute type brings its range too: overflow to inf and underflow to 0 happen
 // in these emulations as they do in the kernel, which the long double evaluator alone never shows.
+// pow, computed as exp(b log|a|), also gets a relative error of |log of its value| units: the
+// rounding of b log|a| (pow(2, 728) in fp64 is some 24 units off, as the method allows).
 // Three emulations (two random, one with every error at +4 units) give candidate values.
 //
 // The verdict for one element, want = the exact long double value:
@@ -105,8 +108,18 @@ inline std::vector<Value> emulate(const Graph& g, const std::vector<Value>& exac
         } else if (n.op == Op::softmax) {
             rel_err = row_ulps;
         }
+        const bool pow_node = n.op == Op::pow;
+        // exact in any precision: selections and sign changes; noise there would break ties
+        // (amax of equal values) that the kernel keeps
+        if (n.op == Op::neg || n.op == Op::abs || n.op == Op::sign || n.op == Op::step || n.op == Op::min || n.op == Op::max ||
+            n.op == Op::amax || n.op == Op::at || n.op == Op::onehot)
+            continue;
         if (!std::isfinite(abs_err)) abs_err = 0;  // the value itself is then inf or NaN
-        auto perturb = [&](long double y) { return pr.round(y * (1 + err() * (1 + rel_err)) + abs_err * err()); };
+        auto perturb = [&](long double y) {
+            // pow is exp(b log|a|): the rounding of b log|a| is a relative error of |log y| units
+            const long double rel = pow_node && y != 0 && std::isfinite(y) ? rel_err + std::fabs(std::log(std::fabs(y))) : rel_err;
+            return pr.round(y * (1 + err() * (1 + rel)) + abs_err * err());
+        };
         if (x.is_vector)
             for (auto& y : x.v) y = perturb(y);
         else
