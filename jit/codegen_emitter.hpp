@@ -311,6 +311,31 @@ public:
     // max(acc, x) ignoring a NaN x (x86's maxps: one instruction). Used where a NaN reaches the
     // result through another path anyway (logsumexp: exp(NaN - max) makes the sum NaN).
     Value* max_fast(Value* acc, Value* x) { return B.CreateSelect(B.CreateFCmpOGT(x, acc), x, acc); }
+    // The two-pass logsumexp's accumulation of e = exp(x - max) over the lanes of `mask` (null:
+    // all): added to `sum` where x is below the max, counted as a 1 in `count` where x equals it
+    // (a 1 in the sum would round the others away). The sum is written select(lanes, sum + e,
+    // sum): one masked add on AVX-512. An i64 `count` counts the lanes of the vector (a popcount
+    // of the compare mask on the integer units, the FP units being the row kernel's limit); a
+    // vector one counts per lane (across rows, where lanes are rows).
+    void lse_accumulate(Value* x, Value* max, Value* e, Value* mask, AllocaInst* sum, AllocaInst* count) {
+        Value* below = B.CreateFCmpUNE(x, max);  // a NaN x is below: its e makes the sum NaN
+        if (mask) below = B.CreateAnd(below, mask);
+        Value* s = B.CreateLoad(VF, sum);
+        B.CreateStore(B.CreateSelect(below, B.CreateFAdd(s, e), s), sum);
+        if (count->getAllocatedType() == I64) {  // lanes (of the mask) not below: no second compare
+            auto popcount = [&](Value* m) {
+                return B.CreateZExt(B.CreateUnaryIntrinsic(Intrinsic::ctpop, B.CreateBitCast(m, B.getIntNTy(static_cast<unsigned>(VW)))), I64);
+            };
+            Value* lanes = mask ? popcount(mask) : ConstantInt::get(I64, static_cast<std::uint64_t>(VW));
+            B.CreateStore(B.CreateAdd(B.CreateLoad(I64, count), B.CreateSub(lanes, popcount(below))), count);
+            return;
+        }
+        Value* top = B.CreateFCmpOEQ(x, max);
+        if (mask) top = B.CreateAnd(top, mask);
+        Value* c = B.CreateLoad(VF, count);
+        B.CreateStore(B.CreateSelect(top, B.CreateFAdd(c, ConstantFP::get(VF, 1.0)), c), count);
+    }
+
     // A horizontal reduction by a shuffle tree: the two halves combined, pairwise, down to one lane.
     template <class Combine>
     Value* shuffle_tree(Value* v, Combine combine) {

@@ -32,7 +32,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
         for (int u = 0; u < U; ++u) {
             x.a.push_back(alloca(VF));
             if (x.op == Op::logsumexp) x.b.push_back(alloca(VF));
-            if (x.two_pass) x.c.push_back(alloca(VF));
+            if (x.two_pass) x.c.push_back(alloca(I64));  // elements equal to the block max
         }
         if (x.two_pass) {
             x.M = alloca(F);
@@ -54,7 +54,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
             if (r.two_pass) {
                 for (int u = 0; u < U; ++u) {
                     B.CreateStore(ConstantFP::get(VF, 0.0), r.b[static_cast<std::size_t>(u)]);
-                    B.CreateStore(ConstantFP::get(VF, 0.0), r.c[static_cast<std::size_t>(u)]);
+                    B.CreateStore(ConstantInt::get(I64, 0), r.c[static_cast<std::size_t>(u)]);
                 }
                 continue;
             }
@@ -111,18 +111,10 @@ void Em::emit_pass(const Pass& ps, bool last) {
             }
             case Op::logsumexp: {
                 AllocaInst* Sa = r.b[static_cast<std::size_t>(u)];
-                Value* s = B.CreateLoad(VF, Sa);
                 if (r.two_pass) {
-                    // elements equal to the block's max are counted, not summed: the sum of the
-                    // others keeps its precision (a 1 in the accumulator would round it away)
                     Value* bm = splat(block_max[k]);
                     Value* e = exp(B.CreateFSub(x, bm));
-                    Value* top = B.CreateFCmpOEQ(x, bm);
-                    if (mask) top = B.CreateAnd(top, mask);
-                    Value* zero = ConstantFP::get(VF, 0.0);
-                    B.CreateStore(B.CreateFAdd(s, B.CreateSelect(top, zero, keep(e, zero))), Sa);
-                    AllocaInst* Ca = r.c[static_cast<std::size_t>(u)];
-                    B.CreateStore(B.CreateFAdd(B.CreateLoad(VF, Ca), B.CreateSelect(top, ConstantFP::get(VF, 1.0), zero)), Ca);
+                    lse_accumulate(x, bm, e, mask, Sa, r.c[static_cast<std::size_t>(u)]);
                     if (r.node == P.cache_lse) {
                         Value* p = B.CreateGEP(F, scratch, i);
                         if (mask) B.CreateMaskedStore(e, p, Align(P.compute == DType::f64 ? 8 : 4), mask);
@@ -132,6 +124,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
                 }
                 // online: running max m and the sum s of exp(x - m) over the lane's elements but
                 // its (one) maximal element, whose exp(0) = 1 is implicit: one exp per element
+                Value* s = B.CreateLoad(VF, Sa);
                 Value* m = B.CreateLoad(VF, A);
                 Value* gt = B.CreateFCmpOGT(x, m);
                 Value* e = exp(B.CreateSelect(gt, B.CreateFSub(m, x), B.CreateFSub(x, m)));
@@ -234,7 +227,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
                     B.CreateStore(block_max[k], scratch_block_max(B.CreateUDiv(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)))));
                 for (int u = 0; u < U; ++u) {
                     B.CreateStore(ConstantFP::get(VF, 0.0), r.b[static_cast<std::size_t>(u)]);
-                    B.CreateStore(ConstantFP::get(VF, 0.0), r.c[static_cast<std::size_t>(u)]);
+                    B.CreateStore(ConstantInt::get(I64, 0), r.c[static_cast<std::size_t>(u)]);
                 }
             }
             emit_loop(b0, be, main_body);
@@ -242,13 +235,13 @@ void Em::emit_pass(const Pass& ps, bool last) {
                 Red& r = reds[k];
                 if (!r.two_pass) continue;
                 Value* v = B.CreateLoad(VF, r.b[0]);
-                Value* w = B.CreateLoad(VF, r.c[0]);
+                Value* w = B.CreateLoad(I64, r.c[0]);
                 for (int u = 1; u < U; ++u) {
                     v = B.CreateFAdd(v, B.CreateLoad(VF, r.b[static_cast<std::size_t>(u)]));
-                    w = B.CreateFAdd(w, B.CreateLoad(VF, r.c[static_cast<std::size_t>(u)]));
+                    w = B.CreateAdd(w, B.CreateLoad(I64, r.c[static_cast<std::size_t>(u)]));
                 }
                 Value* sb = hsum(v);  // the block: sum exp(x - bm) = cb + sb
-                Value* cb = hsum(w);
+                Value* cb = B.CreateUIToFP(w, F);
                 Value* bm = bm_raw[k];
                 if (P.K != 0 && P.K <= P.block) {  // the whole row is one block: nothing to merge
                     B.CreateStore(sb, r.Sum);

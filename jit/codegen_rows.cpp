@@ -279,12 +279,8 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
                     Value* sm = safe_max[static_cast<std::size_t>(r)];
                     Value* ex = e.exp(B.CreateFSub(x, sm));
                     if (exp_of[static_cast<std::size_t>(r)]) B.CreateAlignedStore(ex, slot_ptr_of(exp_of[static_cast<std::size_t>(r)], j), Align(64));
-                    Value* top = B.CreateFCmpOEQ(x, sm);
-                    Value* zero = ConstantFP::get(e.VF, 0.0);
-                    nv = B.CreateFAdd(acc_v, B.CreateSelect(top, zero, ex));
-                    AllocaInst* Ca = cnts[static_cast<std::size_t>(r)];
-                    B.CreateStore(B.CreateFAdd(B.CreateLoad(e.VF, Ca), B.CreateSelect(top, ConstantFP::get(e.VF, 1.0), zero)), Ca);
-                    break;
+                    e.lse_accumulate(x, sm, ex, nullptr, A, cnts[static_cast<std::size_t>(r)]);
+                    continue;
                 }
                 default: throw error("codegen: " + std::string(info(n.op).name) + " is not a pass reduction");
                 }
