@@ -308,6 +308,8 @@ public:
 
     // exp for the kernel's target (vscalefps on AVX-512)
     Value* exp(Value* x) { return emit_exp(B, x, T.avx512); }
+    // exp of x - max(x) (<= 0, -inf or NaN), as in a logsumexp: no upper clamp needed
+    Value* exp_nonpositive(Value* x) { return emit_exp_nonpositive(B, x, T.avx512); }
     // max(acc, x) ignoring a NaN x (x86's maxps: one instruction). Used where a NaN reaches the
     // result through another path anyway (logsumexp: exp(NaN - max) makes the sum NaN).
     Value* max_fast(Value* acc, Value* x) { return B.CreateSelect(B.CreateFCmpOGT(x, acc), x, acc); }

@@ -113,7 +113,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
                 AllocaInst* Sa = r.b[static_cast<std::size_t>(u)];
                 if (r.two_pass) {
                     Value* bm = splat(block_max[k]);
-                    Value* e = exp(B.CreateFSub(x, bm));
+                    Value* e = exp_nonpositive(B.CreateFSub(x, bm));
                     lse_accumulate(x, bm, e, mask, Sa, r.c[static_cast<std::size_t>(u)]);
                     if (r.node == P.cache_lse) {
                         Value* p = B.CreateGEP(F, scratch, i);
@@ -127,7 +127,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
                 Value* s = B.CreateLoad(VF, Sa);
                 Value* m = B.CreateLoad(VF, A);
                 Value* gt = B.CreateFCmpOGT(x, m);
-                Value* e = exp(B.CreateSelect(gt, B.CreateFSub(m, x), B.CreateFSub(x, m)));
+                Value* e = exp_nonpositive(B.CreateSelect(gt, B.CreateFSub(m, x), B.CreateFSub(x, m)));
                 // x equal to m adds exp(0) = 1, also at +inf where x - m is NaN; -inf adds 0
                 e = B.CreateSelect(B.CreateFCmpOEQ(x, m), ConstantFP::get(VF, 1.0), e);
                 e = B.CreateSelect(isneginf(x), ConstantFP::get(VF, 0.0), e);

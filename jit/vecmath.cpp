@@ -235,9 +235,10 @@ public:
     // The clamps are written select(x < lo, lo, x): x86's max/min return the second operand
     // when either is NaN, so each is one instruction and NaN flows through the fmas and the
     // scalef to the result without a final select.
-    llvm::Value* exp_scalef(llvm::Value* x) {
+    // nonpositive: x <= 0 or NaN is known (an argument minus its max), so no upper clamp.
+    llvm::Value* exp_scalef(llvm::Value* x, bool nonpositive = false) {
         llvm::Value* y = sel(olt(x, c(k_->exp_lo)), c(k_->exp_lo), x);
-        y = sel(ogt(y, c(k_->exp_hi)), c(k_->exp_hi), y);
+        if (!nonpositive) y = sel(ogt(y, c(k_->exp_hi)), c(k_->exp_hi), y);
         Reduced red = reduce_ln2(y);
         llvm::Value* r = red.r;
         llvm::Value* q = dbl_ ? horner(r, kExpQ64) : horner(r, kExpQ32);
@@ -308,6 +309,13 @@ private:
 
 llvm::Value* emit_exp(llvm::IRBuilderBase& b, llvm::Value* x) { return emit_exp(b, x, false); }
 llvm::Value* emit_exp_avx512(llvm::IRBuilderBase& b, llvm::Value* x) { return emit_exp(b, x, true); }
+llvm::Value* emit_exp_nonpositive_avx512(llvm::IRBuilderBase& b, llvm::Value* x) { return emit_exp_nonpositive(b, x, true); }
+
+llvm::Value* emit_exp_nonpositive(llvm::IRBuilderBase& b, llvm::Value* x, bool avx512) {
+    Emitter e(b, x);
+    if (avx512 && e.scalef_width()) return e.exp_scalef(x, true);
+    return e.exp_full(x);
+}
 
 llvm::Value* emit_exp(llvm::IRBuilderBase& b, llvm::Value* x, bool avx512) {
     Emitter e(b, x);

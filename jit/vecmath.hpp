@@ -16,6 +16,10 @@ llvm::Value* emit_exp(llvm::IRBuilderBase& b, llvm::Value* x);
 llvm::Value* emit_exp(llvm::IRBuilderBase& b, llvm::Value* x, bool avx512);
 // emit_exp with avx512 = true (for tests: only on a CPU with AVX-512F).
 llvm::Value* emit_exp_avx512(llvm::IRBuilderBase& b, llvm::Value* x);
+// exp of an x known to be <= 0, -inf or NaN (an argument minus its max, as in a logsumexp):
+// the same results as emit_exp there, one instruction fewer on AVX-512 (no upper clamp).
+llvm::Value* emit_exp_nonpositive(llvm::IRBuilderBase& b, llvm::Value* x, bool avx512);
+llvm::Value* emit_exp_nonpositive_avx512(llvm::IRBuilderBase& b, llvm::Value* x);  // for tests
 llvm::Value* emit_log(llvm::IRBuilderBase& b, llvm::Value* x);
 llvm::Value* emit_log1p(llvm::IRBuilderBase& b, llvm::Value* x);
 llvm::Value* emit_expm1(llvm::IRBuilderBase& b, llvm::Value* x);

@@ -58,7 +58,8 @@ struct Fn {
 };
 
 // The host has AVX-512F (and no LOSSJIT_VECMATH_CPU override): exp's vscalefps path is
-// tested too, as "exp_avx512", on the same points as exp.
+// tested too, as "exp_avx512", on the same points as exp, and its variant for arguments <= 0
+// (a logsumexp's x - max) as "exp_nonpositive_avx512", on exp's points <= 0.
 bool host_avx512() {
     if (std::getenv("LOSSJIT_VECMATH_CPU")) return false;
     const llvm::StringMap<bool> f = llvm::sys::getHostCPUFeatures();
@@ -75,6 +76,14 @@ const std::vector<Fn>& functions() {
             e.name = "exp_avx512";
             e.emit = lossjit::jit::emit_exp_avx512;
             v.push_back(e);
+            Fn n = v[0];
+            n.name = "exp_nonpositive_avx512";
+            n.emit = lossjit::jit::emit_exp_nonpositive_avx512;
+            n.hi32 = n.hi64 = 0;
+            auto keep_nonpositive = [](std::vector<double>& p) { std::erase_if(p, [](double x) { return x > 0; }); };
+            keep_nonpositive(n.points32);
+            keep_nonpositive(n.points64);
+            v.push_back(n);
         }
         return v;
     }();
@@ -320,6 +329,8 @@ std::vector<T> make_inputs(const Fn& fn, std::size_t n) {
             for (int k = 0; k < 64; ++k) xs.push_back(v = std::nextafter(v, T(-INFINITY)));
         }
     }
+    if (hi <= 0)  // a function of x <= 0 only (exp_nonpositive): the other inputs mirrored
+        for (T& x : xs) x = x > 0 ? -x : x;
     return xs;
 }
 
@@ -428,7 +439,8 @@ void check_specials() {
     for (std::size_t i = 0; i < functions().size(); ++i) {
         std::vector<T> xs, want;
         for (const Case& c : cases)
-            if (std::string(c.fn) == functions()[i].name || (std::string(c.fn) == "exp" && std::string(functions()[i].name) == "exp_avx512")) {
+            if (std::string(c.fn) == functions()[i].name || (std::string(c.fn) == "exp" && std::string(functions()[i].name) == "exp_avx512") ||
+                (std::string(c.fn) == "exp" && std::string(functions()[i].name) == "exp_nonpositive_avx512" && !(c.x > 0))) {
                 xs.push_back(c.x);
                 want.push_back(c.want);
             }
