@@ -4,27 +4,76 @@
 namespace lossjit::jit::codegen_detail {
 namespace {
 
-// The transpose of a VW x VW matrix given as its VW rows (null: a row of no interest): log2(VW)
-// stages of two-input shuffles, stage b swapping the off-diagonal b x b blocks of every 2b x 2b
-// block ([A B; C D] -> [A C; B D], then each block in place), VW shuffles each.
-std::vector<Value*> transpose(IRBuilderBase& B, std::vector<Value*> r, unsigned VW, Type* vt) {
-    for (Value*& v : r)
-        if (!v) v = PoisonValue::get(vt);
-    for (unsigned b = VW / 2; b >= 1; b /= 2) {
-        SmallVector<int, 32> first, second;  // of rows i and i + b, from (row i, row i + b)
-        for (unsigned l = 0; l < VW; ++l) {
-            first.push_back(static_cast<int>((l & b) ? VW + l - b : l));
-            second.push_back(static_cast<int>((l & b) ? VW + l : l + b));
-        }
-        for (unsigned i = 0; i < VW; ++i)
-            if (!(i & b)) {
-                Value* x = r[i];
-                Value* y = r[i + b];
-                r[i] = B.CreateShuffleVector(x, y, first);
-                r[i + b] = B.CreateShuffleVector(x, y, second);
-            }
+// The transpose of a VW x VW matrix given as its VW rows (null: a row of no interest), as the
+// classic register transpose, in stages X86 selects at once as single instructions (a generic
+// two-input shuffle costs ISel many matching attempts and may become a permute with a constant
+// index vector): first within every 128-bit block (unpacklo/hi_ps, then unpacklo/hi_pd: a 4 x 4
+// transpose of each group of 4 rows), then across blocks (vperm2f128, shuf_f32x4: a transpose
+// of the blocks). Where each element lands is tracked as the shuffles are built, so the columns
+// are found in the result whatever order the stages leave them in. VW log2(VW) shuffles.
+struct Tracked {
+    Value* v;
+    std::vector<unsigned> at;  // per lane: row * VW + column of the element it holds
+};
+
+Tracked shuffle(IRBuilderBase& B, const Tracked& x, const Tracked& y, const SmallVector<int, 32>& mask) {
+    Tracked t{B.CreateShuffleVector(x.v, y.v, mask), {}};
+    const auto n = static_cast<int>(x.at.size());
+    for (int m : mask) t.at.push_back(m < n ? x.at[static_cast<std::size_t>(m)] : y.at[static_cast<std::size_t>(m - n)]);
+    return t;
+}
+
+// pairs (m[first + 2i step], m[first + (2i + 1) step]) of the n vectors m[first + k step] shuffled
+// by (lo, hi) into m[first + i step] and m[first + (i + n/2) step]
+void unshuffle(IRBuilderBase& B, std::vector<Tracked>& m, unsigned first, unsigned step, unsigned n, const SmallVector<int, 32>& lo,
+               const SmallVector<int, 32>& hi) {
+    std::vector<Tracked> out(n);
+    for (unsigned i = 0; i < n / 2; ++i) {
+        const Tracked& x = m[first + 2 * i * step];
+        const Tracked& y = m[first + (2 * i + 1) * step];
+        out[i] = shuffle(B, x, y, lo);
+        out[i + n / 2] = shuffle(B, x, y, hi);
     }
-    return r;
+    for (unsigned i = 0; i < n; ++i) m[first + i * step] = std::move(out[i]);
+}
+
+std::vector<Value*> transpose(IRBuilderBase& B, const std::vector<Value*>& rows, unsigned VW, Type* vt) {
+    const unsigned per = std::min(VW, 128 / vt->getScalarSizeInBits());  // elements per block
+    const unsigned blocks = VW / per;
+    std::vector<Tracked> m(VW);
+    for (unsigned r = 0; r < VW; ++r) {
+        m[r].v = rows[r] ? rows[r] : PoisonValue::get(vt);
+        for (unsigned l = 0; l < VW; ++l) m[r].at.push_back(r * VW + l);
+    }
+    // within blocks, units of w elements: lo = x0 y0 x1 y1 .., hi the same of the block's
+    // upper halves (unpcklps, unpckhps for w = 1; unpcklpd, unpckhpd for w = 2 floats)
+    for (unsigned w = 1; w < per; w *= 2) {
+        SmallVector<int, 32> lo, hi;
+        for (unsigned p = 0; p < VW; ++p) {
+            const unsigned base = p / per * per, u = p % per / w, src = (u % 2 ? VW : 0) + base + u / 2 * w + p % w;
+            lo.push_back(static_cast<int>(src));
+            hi.push_back(static_cast<int>(src + per / 2));
+        }
+        for (unsigned g = 0; g < VW; g += per) unshuffle(B, m, g, 1, per, lo, hi);
+    }
+    // across blocks: the even blocks of x then of y, and the odd ones (vperm2f128, shuf_f32x4)
+    for (unsigned s = 1; s < blocks; s *= 2) {
+        SmallVector<int, 32> even, odd;
+        for (unsigned p = 0; p < VW; ++p) {
+            const unsigned q = p / per, src = (q < blocks / 2 ? 2 * q * per : VW + 2 * (q - blocks / 2) * per) + p % per;
+            even.push_back(static_cast<int>(src));
+            odd.push_back(static_cast<int>(src + per));
+        }
+        for (unsigned c = 0; c < per; ++c) unshuffle(B, m, c, per, blocks, even, odd);
+    }
+    std::vector<Value*> cols(VW, nullptr);
+    for (const Tracked& t : m) {
+        const unsigned j = t.at[0] % VW;
+        for (unsigned l = 0; l < VW; ++l)
+            if (t.at[l] != l * VW + j) throw error("codegen: the row transpose left lane " + std::to_string(l) + " misplaced");
+        cols[j] = t.v;
+    }
+    return cols;
 }
 
 }  // namespace
