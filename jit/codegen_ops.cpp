@@ -170,7 +170,10 @@ Value* m_pow(Em& e, int i, Value* a, Value* b) {
     Value* neg = B.CreateSelect(isint, B.CreateSelect(odd, B.CreateFNeg(r), r), B.CreateSelect(neg_inf, r, ConstantFP::getNaN(t)));
     r = B.CreateSelect(B.CreateFCmpOLT(a, ConstantFP::get(t, 0.0)), neg, r);
     r = B.CreateSelect(B.CreateFCmpOEQ(b, ConstantFP::get(t, 0.0)), one(), r);
-    return B.CreateSelect(B.CreateFCmpOEQ(a, one()), one(), r);
+    // pow(1, b) = 1, and pow(-1, +-inf) = 1 (C's pow), where b log|a| is inf * 0
+    Value* b_inf = B.CreateFCmpOEQ(B.CreateUnaryIntrinsic(Intrinsic::fabs, b), ConstantFP::getInfinity(t));
+    Value* unit = B.CreateOr(B.CreateFCmpOEQ(a, one()), B.CreateAnd(B.CreateFCmpOEQ(a, ConstantFP::get(t, -1.0)), b_inf));
+    return B.CreateSelect(unit, one(), r);
 }
 
 Value* m_minmax(Em& e, int i, Value* a, Value* b) {

@@ -7,6 +7,8 @@
 // of the compute type (fp32 or fp64) and then rounded to that type.
 // Row reductions (sum, mean, dot, logsumexp, softmax, log_softmax) also get an absolute error of
 // (2 + sqrt(K)) such units times the sum of their terms' magnitudes: what K additions can lose.
+// step and sign of a value within rounding of 0 take either side (break_ties below); sums,
+// differences and products of whole numbers that fit the significand are exact (K - 1).
 // Rounding to the compute type brings its range too: overflow to inf and underflow to 0 happen
 // in these emulations as they do in the kernel, which the long double evaluator alone never shows.
 // pow, computed as exp(b log|a|), also gets a relative error of |log of its value| units: the
@@ -73,6 +75,26 @@ inline Value apply_op(Op op, const Value& a, const Value* b, std::size_t K) {
     return evaluate(m, m.apply(op, ia, ib), r, K);
 }
 
+// step(x) and sign(x) where x is within 16 units of rounding of 0 (relative to the operands of
+// the sum or difference that made it, whose cancellation may give 0 or not): a tie the kernel
+// may see or not, so the emulations take either side (the coherent one: x = 0).
+inline void break_ties(const Graph& g, const std::vector<Value>& v, const Node& n, Value& x, Precision pr, Rng& rng, bool coherent) {
+    const Node& arg = g[n.a];
+    const Value& a = v[static_cast<std::size_t>(n.a)];
+    const bool sum = arg.op == Op::add || arg.op == Op::sub;
+    auto tie = [&](long double y, std::size_t j) {
+        const long double scale = sum ? std::max(std::fabs(v[static_cast<std::size_t>(arg.a)][j]), std::fabs(v[static_cast<std::size_t>(arg.b)][j]))
+                                      : std::fabs(y);
+        if (!(std::fabs(a[j]) <= 16 * pr.unit() * scale)) return y;
+        if (coherent) return n.op == Op::step ? 1.0L : 0.0L;
+        return n.op == Op::step ? static_cast<long double>(rng.below(2)) : static_cast<long double>(rng.below(3)) - 1;
+    };
+    if (x.is_vector)
+        for (std::size_t j = 0; j < x.v.size(); ++j) x.v[j] = tie(x.v[j], j);
+    else
+        x.s = tie(x.s, 0);
+}
+
 // Every node's value for one row with the errors described above; `coherent`: every error at
 // +noise_ulps instead of a random one.
 inline std::vector<Value> emulate(const Graph& g, const std::vector<Value>& exact, std::size_t K, Precision pr, Rng& rng,
@@ -108,6 +130,7 @@ inline std::vector<Value> emulate(const Graph& g, const std::vector<Value>& exac
         } else if (n.op == Op::softmax) {
             rel_err = row_ulps;
         }
+        if (n.op == Op::step || n.op == Op::sign) break_ties(g, v, n, x, pr, rng, coherent);
         const bool pow_node = n.op == Op::pow;
         // exact in any precision: selections and sign changes; noise there would break ties
         // (amax of equal values) that the kernel keeps
@@ -120,10 +143,20 @@ inline std::vector<Value> emulate(const Graph& g, const std::vector<Value>& exac
             const long double rel = pow_node && y != 0 && std::isfinite(y) ? rel_err + std::fabs(std::log(std::fabs(y))) : rel_err;
             return pr.round(y * (1 + err() * (1 + rel)) + abs_err * err());
         };
-        if (x.is_vector)
-            for (auto& y : x.v) y = perturb(y);
-        else
+        // whole numbers added, subtracted or multiplied are exact while they fit the significand
+        // (K - 1 must stay an integer: pow(-2, K - 1) depends on it)
+        const bool integer_op = n.op == Op::add || n.op == Op::sub || n.op == Op::mul;
+        auto whole = [](long double y) { return std::isfinite(y) && std::floor(y) == y; };
+        auto exact_int = [&](long double y, std::size_t j) {
+            return integer_op && whole(y) && std::fabs(y) <= 1 / pr.unit() && whole(v[static_cast<std::size_t>(n.a)][j]) &&
+                   whole(v[static_cast<std::size_t>(n.b)][j]);
+        };
+        if (x.is_vector) {
+            for (std::size_t j = 0; j < x.v.size(); ++j)
+                if (!exact_int(x.v[j], j)) x.v[j] = perturb(x.v[j]);
+        } else if (!exact_int(x.s, 0)) {
             x.s = perturb(x.s);
+        }
     }
     return v;
 }
