@@ -145,9 +145,16 @@ inline std::vector<Value> evaluate_all(const Graph& g, const RowValues& row, std
             }
             const std::vector<long double> x = as_vector(a);
             const long double lse = detail::logsumexp(x);
+            // (x - max) - log(sum): x - lse would lose log K where |x| is huge (1e30 + 8 = 1e30)
+            long double m = -std::numeric_limits<long double>::infinity(), s = 0;
+            for (long double e : x) m = e > m ? e : m;
+            if (std::isfinite(lse))
+                for (long double e : x) s += std::exp(e - m);
             for (std::size_t j = 0; j < k; ++j) {
                 // an all -inf row has no distribution: NaN, like the formula e^v / sum(e^v)
-                const long double l = std::isinf(lse) && lse < 0 ? std::numeric_limits<long double>::quiet_NaN() : x[j] - lse;
+                const long double l = std::isinf(lse) && lse < 0 ? std::numeric_limits<long double>::quiet_NaN()
+                                      : std::isfinite(lse)       ? (x[j] - m) - std::log(s)
+                                                                 : x[j] - lse;
                 out.v[j] = n.op == Op::softmax ? std::exp(l) : l;
             }
             break;
