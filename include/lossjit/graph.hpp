@@ -133,6 +133,12 @@ public:
     constexpr void add_output(const Name& name, int root) { outputs_.push_back(Output{name, root}); }
     constexpr void add_output(std::string_view name, int root) { add_output(Name(name), root); }
     constexpr const std::vector<Output>& outputs() const { return outputs_; }
+    // The root node of the output named `name`, or -1 when there is none.
+    constexpr int output_root(std::string_view name) const {
+        for (const Output& o : outputs_)
+            if (o.name.view() == name) return o.root;
+        return -1;
+    }
     constexpr Output& last_output() { return outputs_.back(); }
 
     // FNV-1a over a node's fields: cheap to compute in constant evaluation too.

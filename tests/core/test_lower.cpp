@@ -12,6 +12,9 @@ TEST_CASE("loss and gradient share logsumexp in one graph") {
     CHECK(g.outputs()[1].name.view() == "grad.u");
     CHECK(lossjit::to_string(g, g.outputs()[0].root) == "logsumexp(u) - dot(p, u)");
     CHECK(lossjit::to_string(g, g.outputs()[1].root) == "softmax(u) - p");
+    CHECK(g.output_root("grad.u") == g.outputs()[1].root);
+    CHECK(g.output_root("loss") == g.outputs()[0].root);
+    CHECK(g.output_root("grad.p") == -1);
     int inputs = 0;
     for (const auto& n : g.nodes()) inputs += n.op == lossjit::Op::input;
     CHECK(inputs == 2);  // u and p, each once

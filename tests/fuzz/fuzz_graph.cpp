@@ -281,9 +281,7 @@ void check(const Case& c, const Kernel& k, const std::vector<Buffers>& bufs, con
     for (std::size_t s = 0; s < slots.size(); ++s) {
         const Slot& sl = slots[s];
         if (!sl.output) continue;
-        int root = -1;
-        for (const Output& o : g.outputs())
-            if (o.name.view() == sl.name) root = o.root;
+        const int root = g.output_root(sl.name);
         const std::size_t cols = sl.vector ? c.K : 1;
         long double sum_got = 0, sum_abs = 0;
         for (std::size_t r = 0; r < c.N; ++r) {

@@ -319,9 +319,7 @@ inline void compare(const Kernel& k, const Data& d, const Result& res, double lo
         for (std::size_t s = 0; s < slots.size(); ++s) {
             const Slot& sl = slots[s];
             if (!sl.output) continue;
-            int root = -1;
-            for (const Output& o : g.outputs())
-                if (o.name.view() == sl.name) root = o.root;
+            const int root = g.output_root(sl.name);
             const Value& want = all[static_cast<std::size_t>(root)];
             const Tol t = tolerance(sl.dtype, math, loose);
             if (!sl.vector) {
@@ -346,9 +344,7 @@ inline void compare(const Kernel& k, const Data& d, const Result& res, double lo
         for (std::size_t s = 0; s < slots.size(); ++s) {
             const Slot& sl = slots[s];
             if (!sl.output || sl.vector || !check_row) continue;
-            int root = -1;
-            for (const Output& o : g.outputs())
-                if (o.name.view() == sl.name) root = o.root;
+            const int root = g.output_root(sl.name);
             const long double want = all[static_cast<std::size_t>(root)].s;
             const long double got = output_value(d, sl, s, r);
             const Tol t = tolerance(sl.dtype == DType::bf16 ? DType::f32 : sl.dtype, math, loose);
