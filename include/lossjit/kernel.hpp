@@ -122,7 +122,7 @@ struct CompileOptions {
     enum class Lse : std::uint8_t { automatic, online, two_pass } lse = Lse::automatic;
     std::size_t block = 0;  // elements per block for long rows; 0 = from the L1/L2 size
     int unroll = 0;         // vectors per loop iteration; 0 = default
-    // IR optimization: 0 none, 1 cleanup, 2 the kernel pipeline (as fast as O3 here, a quarter of
+    // IR optimization: 0 none, 1 cleanup, 2 the kernel pipeline (kernels as fast as O3's, a quarter of
     // its compile time), 3 LLVM's O3
     int opt_level = 2;
     bool cache = true;      // use the in-process kernel cache (and disk cache if enabled)
