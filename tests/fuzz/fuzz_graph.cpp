@@ -222,12 +222,13 @@ std::string row_inputs(const Kernel& k, const Case& c, const std::vector<Buffers
 std::string describe(const char* name, std::size_t row, std::size_t j, long double got, long double want,
                      const std::array<long double, emulations>& emu, const Verdict& v) {
     std::ostringstream os;
-    os.precision(10);
+    os.precision(17);  // fp64 results can differ in their last digits only
     os << name << " row " << row << " element " << j << ": got " << static_cast<double>(got) << ", want "
        << static_cast<double>(want) << " (emulated";
     for (long double e : emu) os << " " << static_cast<double>(e);
-    os << "; " << (v.strict ? "tolerance " : "class check only") << (v.strict ? std::to_string(static_cast<double>(v.tolerance)) : "")
-       << ")";
+    if (v.strict) os << "; tolerance " << static_cast<double>(v.tolerance) << ", |got - want| " << static_cast<double>(std::fabs(got - want));
+    else os << "; class check only";
+    os << ")";
     return os.str();
 }
 
@@ -262,7 +263,10 @@ void check(const Case& c, const Kernel& k, const std::vector<Buffers>& bufs, con
         exact[r] = evaluate_all(g, row, c.K);
         int m = masked(g, exact[r], c.K);
         for (int e = 0; e < emulations; ++e) {
-            emu[r][static_cast<std::size_t>(e)] = emulate(g, exact[r], c.K, pr, noise, e == emulations - 1);
+            emu[r][static_cast<std::size_t>(e)] = emulate(g, exact[r], c.K, pr, noise,
+                                                          e == emulations - 1   ? Noise::coherent
+                                                          : e == emulations - 2 ? Noise::alternating
+                                                                                : Noise::random);
             if (masked(g, emu[r][static_cast<std::size_t>(e)], c.K) != m) m = -1;
         }
         state[r] = m == 1 ? 2 : m < 0 ? 3 : 0;

@@ -13,7 +13,11 @@
 // in these emulations as they do in the kernel, which the long double evaluator alone never shows.
 // pow, computed as exp(b log|a|), also gets a relative error of |log of its value| units: the
 // rounding of b log|a| (pow(2, 728) in fp64 is some 24 units off, as the method allows).
-// Three emulations (two random, one with every error at +4 units) give candidate values.
+// Four emulations give candidate values: two random, one with every error at +4 units, and one
+// with +4 units on even elements and -4 on odd ones. The last is there for reductions and
+// softmax of large values: there each element's own error counts (|x| u of x - lse), and the
+// coherent one cancels it while two random draws can both miss it (a fuzz case of
+// softmax(log1p(1e10 + u)^2) in fp64, within 1 unit of x but 1.3x the tolerance without it).
 //
 // The verdict for one element, want = the exact long double value:
 //   - every emulation falls in want's class (finite, +inf, -inf, NaN): the element is
@@ -51,7 +55,8 @@ struct Precision {
     }
 };
 
-inline constexpr int emulations = 3;
+inline constexpr int emulations = 4;
+enum class Noise { random, coherent, alternating };  // see above
 inline constexpr long double noise_ulps = 4, spread_factor = 4, rel_floor_ulps = 8;
 
 enum class Cls { finite, pos_inf, neg_inf, nan };
@@ -95,13 +100,16 @@ inline void break_ties(const Graph& g, const std::vector<Value>& v, const Node& 
         x.s = tie(x.s, 0);
 }
 
-// Every node's value for one row with the errors described above; `coherent`: every error at
-// +noise_ulps instead of a random one.
+// Every node's value for one row with the errors described above, drawn as `noise` says.
 inline std::vector<Value> emulate(const Graph& g, const std::vector<Value>& exact, std::size_t K, Precision pr, Rng& rng,
-                                  bool coherent) {
+                                  Noise noise) {
     const long double e = noise_ulps * pr.unit();
     const long double row_ulps = 2 + std::sqrt(static_cast<long double>(K));
-    auto err = [&] { return coherent ? e : e * static_cast<long double>(rng.symmetric()); };
+    const bool coherent = noise == Noise::coherent;
+    auto err = [&](std::size_t j) {
+        if (noise == Noise::alternating) return j % 2 == 0 ? e : -e;
+        return coherent ? e : e * static_cast<long double>(rng.symmetric());
+    };
     std::vector<Value> v(static_cast<std::size_t>(g.size()));
     for (int i = 0; i < g.size(); ++i) {
         const Node& n = g[i];
@@ -138,10 +146,10 @@ inline std::vector<Value> emulate(const Graph& g, const std::vector<Value>& exac
             n.op == Op::amax || n.op == Op::at || n.op == Op::onehot)
             continue;
         if (!std::isfinite(abs_err)) abs_err = 0;  // the value itself is then inf or NaN
-        auto perturb = [&](long double y) {
+        auto perturb = [&](long double y, std::size_t j) {
             // pow is exp(b log|a|): the rounding of b log|a| is a relative error of |log y| units
             const long double rel = pow_node && y != 0 && std::isfinite(y) ? rel_err + std::fabs(std::log(std::fabs(y))) : rel_err;
-            return pr.round(y * (1 + err() * (1 + rel)) + abs_err * err());
+            return pr.round(y * (1 + err(j) * (1 + rel)) + abs_err * err(j));
         };
         // whole numbers added, subtracted or multiplied are exact while they fit the significand
         // (K - 1 must stay an integer: pow(-2, K - 1) depends on it)
@@ -153,9 +161,9 @@ inline std::vector<Value> emulate(const Graph& g, const std::vector<Value>& exac
         };
         if (x.is_vector) {
             for (std::size_t j = 0; j < x.v.size(); ++j)
-                if (!exact_int(x.v[j], j)) x.v[j] = perturb(x.v[j]);
+                if (!exact_int(x.v[j], j)) x.v[j] = perturb(x.v[j], j);
         } else if (!exact_int(x.s, 0)) {
-            x.s = perturb(x.s);
+            x.s = perturb(x.s, 0);
         }
     }
     return v;
