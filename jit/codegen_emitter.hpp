@@ -367,6 +367,13 @@ public:
     Value* scratch = nullptr;
     Value* cache_factor = nullptr;
     Value *cache_M = nullptr, *cache_lo = nullptr;  // the row's logsumexp = max + lo
+    // The factor turning a block's kept exps exp(x - bm) into softmax: exp(bm - M - lo). Where the
+    // block holds the row's +inf max, bm - M is inf - inf: taken as 0, so that finite elements keep
+    // exp(-inf) * f = 0 and the +inf ones their NaN, as exp(x - lse) in the other kernels.
+    Value* cached_softmax_factor(Value* bm) {
+        Value* d = B.CreateSelect(B.CreateFCmpOEQ(bm, cache_M), Constant::getNullValue(bm->getType()), B.CreateFSub(bm, cache_M));
+        return exp(B.CreateFSub(d, cache_lo));
+    }
     Value* scratch_block_max(Value* block_index) {
         Value* base = B.CreateGEP(F, scratch, B.CreateAdd(K, ConstantInt::get(I64, 16)));
         return B.CreateGEP(F, base, block_index);

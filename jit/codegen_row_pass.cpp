@@ -184,7 +184,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
         // softmax from the kept exps: blocks as in the pass that kept them, each with its factor
         auto block = [&](Value* b0, Value* be) {
             Value* bm = B.CreateLoad(F, scratch_block_max(B.CreateUDiv(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)))));
-            cache_factor = splat(exp(B.CreateFSub(B.CreateFSub(bm, cache_M), cache_lo)));
+            cache_factor = splat(cached_softmax_factor(bm));
             emit_loop(b0, be, main_body);
             cache_factor = nullptr;
         };

@@ -305,7 +305,7 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
             scale[slot] = e.splat(e.slot_scale[slot]);
         }
         Value* skip = B.CreateOr(ign, neg);
-        if (last && P.cache_lse >= 0) e.cache_factor = e.exp(B.CreateFSub(B.CreateFSub(cache_safe, e.cache_M), e.cache_lo));
+        if (last && P.cache_lse >= 0) e.cache_factor = e.cached_softmax_factor(cache_safe);
         columns([&](Value* j) {
             Ctx c = e.lanes_ctx(j, nullptr);
             for (int r : ps.reductions) {

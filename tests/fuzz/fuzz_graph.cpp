@@ -202,7 +202,11 @@ std::string row_inputs(const Kernel& k, const Case& c, const std::vector<Buffers
         const std::size_t cols = sl.vector ? c.K : 1, base = bufs[s].shared ? 0 : r * cols;
         os << "  " << sl.name << " =";
         for (std::size_t j = 0; j < std::min<std::size_t>(cols, 16); ++j) os << " " << static_cast<double>(bufs[s].ref[base + j]);
-        os << (cols > 16 ? " ...\n" : "\n");
+        if (cols > 16) os << " ...";
+        // Non-finite values beyond the printed ones decide most special cases: name them all.
+        for (std::size_t j = 16; j < cols; ++j)
+            if (!std::isfinite(static_cast<double>(bufs[s].ref[base + j]))) os << " [" << j << "]=" << static_cast<double>(bufs[s].ref[base + j]);
+        os << "\n";
     }
     return os.str();
 }

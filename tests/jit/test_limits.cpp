@@ -81,26 +81,34 @@ TEST_CASE("limits: K = 1 gives loss 0 and gradient 0; a -inf row is masked") {
 }
 
 // The loss is the limit where it has one: +inf when a class other than the target is +inf,
-// NaN when the target itself is +inf (inf - inf). The gradient is NaN at every +inf class
-// (specialized kernels make the whole row NaN; generic ones, with an online logsumexp, leave
-// the finite classes' values of the limit); other rows are untouched.
-TEST_CASE("limits: +inf logits give a +inf or NaN loss and a NaN gradient at the +inf classes") {
-    for (std::size_t K : {std::size_t{0}, std::size_t{6}, std::size_t{1000}}) {
+// NaN when the target itself is +inf (inf - inf). The gradient softmax - onehot is NaN at every
+// +inf class and the limit elsewhere (softmax 0: -1 at the target, 0 at the others), in every
+// kernel shape: across rows (K 6), one block (1000), several blocks with the +inf in a later one
+// (5000), generic K; other rows are untouched.
+TEST_CASE("limits: +inf logits give a +inf or NaN loss and a NaN gradient at the +inf classes only") {
+    for (std::size_t K : {std::size_t{0}, std::size_t{6}, std::size_t{1000}, std::size_t{5000}}) {
         const std::size_t k = K ? K : 6;
         Rows d(4, k);
         for (std::size_t i = 0; i < d.u.size(); ++i) d.u[i] = static_cast<float>(i % 5) - 2.0f;
         d.y = {1, 2, 3, 0};
-        d.u[0 * k + 1] = INFINITY;                   // the target class at +inf
-        d.u[1 * k + 4] = INFINITY;                   // another class at +inf
-        d.u[2 * k + 0] = d.u[2 * k + 5] = INFINITY;  // two of them
+        const std::size_t late = k - 1;                    // in the last block of a long row
+        d.u[0 * k + 1] = INFINITY;                         // the target class at +inf
+        d.u[1 * k + 4] = INFINITY;                         // another class at +inf
+        d.u[2 * k + 0] = d.u[2 * k + late] = INFINITY;     // two of them
         const Result r = ce(K).run(d.batch());
         INFO("K " << k << (K ? " specialized" : " generic"));
         CHECK(std::isnan(d.loss[0]));
         CHECK(d.loss[1] == INFINITY);
         CHECK(d.loss[2] == INFINITY);
-        CHECK(std::isnan(d.g[0 * k + 1]));
-        CHECK(std::isnan(d.g[1 * k + 4]));
-        CHECK((std::isnan(d.g[2 * k + 0]) && std::isnan(d.g[2 * k + 5])));
+        const std::vector<std::vector<std::size_t>> inf_at = {{1}, {4}, {0, late}};
+        for (std::size_t row = 0; row < 3; ++row)
+            for (std::size_t j = 0; j < k; ++j) {
+                INFO("row " << row << " class " << j);
+                const float g = d.g[row * k + j];
+                const bool inf = std::find(inf_at[row].begin(), inf_at[row].end(), j) != inf_at[row].end();
+                if (inf) CHECK(std::isnan(g));
+                else CHECK(g == (j == static_cast<std::size_t>(d.y[row]) ? -1.0f : 0.0f));
+            }
         CHECK(std::isfinite(d.loss[3]));
         for (std::size_t j = 0; j < k; ++j) CHECK(std::isfinite(d.g[3 * k + j]));
         CHECK(std::isnan(r.loss()));
