@@ -6,7 +6,7 @@
 //   peer_torch.cpp     libtorch (only with LOSSJIT_BENCH_HAVE_TORCH)
 //   peer_dnnl.cpp      oneDNN   (only with LOSSJIT_BENCH_HAVE_DNNL)
 // Row-range functions work on rows [r0, r1) and return the sum of the row losses, so that the
-// driver (bench_ce.cpp) can split rows over threads; none of them includes a lossjit header.
+// driver (ce_contenders.cpp) can split rows over threads; none of them includes a lossjit header.
 #pragma once
 
 #include <cstddef>
