@@ -1,5 +1,5 @@
 // ce_probe: a tuning tool for the cross-entropy kernel (not part of the benchmark's results).
-//   ce_probe [N K] [--fwd] [--bf16] [--threads T] [--unroll U] [--lse online|two] [--block B] [--reps R]
+//   ce_probe [N K] [--fwd] [--bf16] [--generic] [--threads T] [--unroll U] [--lse online|two] [--block B] [--reps R]
 // Times the lossjit kernel, careful C++ and the copy (fwdbwd) or read (fwd) roofline, interleaved,
 // and prints min and median GB/s of each (fp32 logit bytes / s) and lossjit / roofline.
 #include <lossjit/kernel.hpp>
@@ -24,7 +24,7 @@ using clk = std::chrono::steady_clock;
 
 int main(int argc, char** argv) {
     std::size_t N = 8192, K = 1000;
-    bool fwd = false, b16 = false;
+    bool fwd = false, b16 = false, generic = false;  // generic: K not baked into the kernel
     int T = 1, reps = 30;
     lossjit::CompileOptions o;
     std::vector<std::string> pos;
@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
         std::string a = argv[i];
         if (a == "--fwd") fwd = true;
         else if (a == "--bf16") b16 = true;
+        else if (a == "--generic") generic = true;
         else if (a == "--threads") T = std::atoi(argv[++i]);
         else if (a == "--unroll") o.unroll = std::atoi(argv[++i]);
         else if (a == "--block") o.block = std::strtoul(argv[++i], nullptr, 10);
@@ -44,7 +45,7 @@ int main(int argc, char** argv) {
     constexpr auto y = label<"y">;
     constexpr auto ce = -log(at(softmax(u), y));
     const lossjit::Graph g = fwd ? lossjit::lower(ce) : lossjit::lower(ce, lossjit::wrt(u));
-    o.row_length = K;
+    o.row_length = generic ? 0 : K;
     o.dtype = b16 ? lossjit::DType::bf16 : lossjit::DType::f32;
     const auto t0 = clk::now();
     lossjit::Kernel k = lossjit::compile(g, o);

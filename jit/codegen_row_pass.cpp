@@ -11,6 +11,11 @@ struct Red {
     Op op;
     bool two_pass = false;
     std::vector<AllocaInst*> a, b, c;  // per unroll copy: accumulator(s)
+    // Sums over long rows in two levels: a, b hold the current block's lane sums (a few hundred
+    // terms), added into ra, rb at its end (K / block terms): fp32 lane sums of K / lanes terms
+    // lost digits at large K (33 ulp per unit of spread at K = 200000). For an online logsumexp
+    // ra, rb are the row's running max and sum per lane, merged with the block's.
+    std::vector<AllocaInst*> ra, rb;
     // two-pass logsumexp over blocks: the running max M, the number C of elements equal to it
     // and the sum R of exp(x - M) over the others (sum exp(x - M) = C + R)
     AllocaInst *M = nullptr, *Cnt = nullptr, *Sum = nullptr;
@@ -23,6 +28,10 @@ void Em::emit_pass(const Pass& ps, bool last) {
     const int UM = std::max(U, 4);  // accumulators of the max loops (load + max: latency bound)
     std::vector<Red> reds;
     bool any_two = false;
+    // Sums of exp(x - block max) (two-pass) start afresh each block anyway.
+    auto additive = [&](const Red& x) { return x.op == Op::sum || x.op == Op::mean || x.op == Op::dot || (x.op == Op::logsumexp && !x.two_pass); };
+    // blocks of the loops: P.block for the two-pass and cached loops, P.sum_block for one pass
+    const bool cascade = P.K == 0 || P.K > std::min(P.block, P.sum_block);
     for (int r : ps.reductions) {
         Red x;
         x.node = r;
@@ -33,6 +42,12 @@ void Em::emit_pass(const Pass& ps, bool last) {
             x.a.push_back(alloca(VF));
             if (x.op == Op::logsumexp) x.b.push_back(alloca(VF));
             if (x.two_pass) x.c.push_back(alloca(I64));  // elements equal to the block max
+        }
+        if (cascade && additive(x)) {
+            for (int u = 0; u < U; ++u) {
+                x.ra.push_back(alloca(VF));
+                if (x.op == Op::logsumexp) x.rb.push_back(alloca(VF));
+            }
         }
         if (x.two_pass) {
             x.M = alloca(F);
@@ -155,10 +170,11 @@ void Em::emit_pass(const Pass& ps, bool last) {
         scale[slot] = splat(slot_scale[slot]);
     }
 
-    // for (b0 = 0; b0 < K; b0 += block) body(b0, min(b0 + block, K)); no loop when a known K
+    // for (b0 = 0; b0 < K; b0 += size) body(b0, min(b0 + size, K)); no loop when a known K
     // fits one block (less IR to optimize and select: JIT latency)
-    auto for_each_block = [&](const std::function<void(Value*, Value*)>& body_of_block) {
-        if (P.K != 0 && P.K <= P.block) {
+    auto for_each_block = [&](const std::function<void(Value*, Value*)>& body_of_block, std::size_t size = 0) {
+        if (size == 0) size = P.block;
+        if (P.K != 0 && P.K <= size) {
             body_of_block(ConstantInt::get(I64, 0), K);
             return;
         }
@@ -172,14 +188,57 @@ void Em::emit_pass(const Pass& ps, bool last) {
         Value* b0 = B.CreateLoad(I64, bs);
         B.CreateCondBr(B.CreateICmpSLT(b0, K), body, exit);
         B.SetInsertPoint(body);
-        Value* b1 = B.CreateAdd(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)));
+        Value* b1 = B.CreateAdd(b0, ConstantInt::get(I64, static_cast<std::int64_t>(size)));
         body_of_block(b0, B.CreateSelect(B.CreateICmpSLT(b1, K), b1, K));
         B.CreateStore(b1, bs);
         B.CreateBr(cond);
         B.SetInsertPoint(exit);
     };
 
+    // Two-level sums (Red::ra): the row's accumulators start empty, each block's are added into
+    // them at its end and start again; after the row they are where the finish reads them.
+    std::vector<Red*> cascaded;
+    for (Red& r : reds)
+        if (!r.ra.empty()) cascaded.push_back(&r);
+    auto for_each_cascaded = [&](const std::function<void(Red&, std::size_t)>& f) {
+        for (Red* r : cascaded)
+            for (std::size_t u = 0; u < static_cast<std::size_t>(U); ++u) f(*r, u);
+    };
+    auto reset = [&](Red& r, AllocaInst* sum_or_max, AllocaInst* lse_sum) {
+        B.CreateStore(ConstantFP::get(VF, r.op == Op::logsumexp ? -INFINITY : 0.0), sum_or_max);
+        if (lse_sum) B.CreateStore(ConstantFP::get(VF, 0.0), lse_sum);
+    };
+    auto flush_block_sums = [&] {
+        for_each_cascaded([&](Red& r, std::size_t u) {
+            AllocaInst *A = r.a[u], *RA = r.ra[u];
+            if (r.op != Op::logsumexp) {
+                B.CreateStore(B.CreateFAdd(B.CreateLoad(VF, RA), B.CreateLoad(VF, A)), RA);
+                reset(r, A, nullptr);
+                return;
+            }
+            // lanes: the row's (M, S) and the block's (m, s), each a sum of exp(x - max) = 1 + S
+            // (its max element's 1 implicit), merged as the loop merges an element: the part at
+            // the new max keeps its sum, the other adds 1 + its sum scaled by exp(its max - new
+            // max); an empty other part (-inf) adds 0, a tie (also +inf, where the difference is
+            // NaN) 1 + its sum. A NaN sum stays NaN.
+            Value *m = B.CreateLoad(VF, A), *s = B.CreateLoad(VF, r.b[u]);
+            Value *M = B.CreateLoad(VF, RA), *S = B.CreateLoad(VF, r.rb[u]);
+            Value* Mn = B.CreateBinaryIntrinsic(Intrinsic::maxnum, M, m);
+            Value* row_top = B.CreateFCmpOEQ(M, Mn);
+            Value* other = B.CreateSelect(row_top, m, M);
+            Value* w = B.CreateSelect(isneginf(other), ConstantFP::get(VF, 0.0),
+                                      B.CreateSelect(B.CreateFCmpOEQ(other, Mn), ConstantFP::get(VF, 1.0), exp_nonpositive(B.CreateFSub(other, Mn))));
+            Value* one = ConstantFP::get(VF, 1.0);
+            Value* Sn = B.CreateSelect(row_top, B.CreateFAdd(S, B.CreateFMul(B.CreateFAdd(one, s), w)),
+                                       B.CreateFAdd(s, B.CreateFMul(B.CreateFAdd(one, S), w)));
+            B.CreateStore(Mn, RA);
+            B.CreateStore(Sn, r.rb[u]);
+            reset(r, A, r.b[u]);
+        });
+    };
+
     init_main();
+    for_each_cascaded([&](Red& r, std::size_t u) { reset(r, r.ra[u], r.rb.empty() ? nullptr : r.rb[u]); });
     if (!any_two && last && P.cache_lse >= 0) {
         // softmax from the kept exps: blocks as in the pass that kept them, each with its factor
         auto block = [&](Value* b0, Value* be) {
@@ -187,8 +246,14 @@ void Em::emit_pass(const Pass& ps, bool last) {
             cache_factor = splat(cached_softmax_factor(bm));
             emit_loop(b0, be, main_body);
             cache_factor = nullptr;
+            flush_block_sums();
         };
         for_each_block(block);
+    } else if (!any_two && !cascaded.empty()) {
+        for_each_block([&](Value* b0, Value* be) {
+            emit_loop(b0, be, main_body);
+            flush_block_sums();
+        }, P.sum_block);
     } else if (!any_two) {
         emit_loop(ConstantInt::get(I64, 0), K, main_body);
     } else {
@@ -231,6 +296,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
                 }
             }
             emit_loop(b0, be, main_body);
+            flush_block_sums();
             for (std::size_t k = 0; k < reds.size(); ++k) {
                 Red& r = reds[k];
                 if (!r.two_pass) continue;
@@ -267,6 +333,11 @@ void Em::emit_pass(const Pass& ps, bool last) {
             }
         });
     }
+
+    for_each_cascaded([&](Red& r, std::size_t u) {  // the row's sums, where the finish reads them
+        B.CreateStore(B.CreateLoad(VF, r.ra[u]), r.a[u]);
+        if (!r.rb.empty()) B.CreateStore(B.CreateLoad(VF, r.rb[u]), r.b[u]);
+    });
 
     // finish: horizontal reductions, results known from the next stage on
     for (Red& r : reds) {

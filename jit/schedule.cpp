@@ -232,6 +232,7 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
     const std::size_t step = static_cast<std::size_t>(p.vector_width * p.unroll);
     p.block = o.block > 0 ? o.block : t.l1_bytes / 2 / in_bytes;
     p.block = std::max(step, p.block / step * step);
+    p.sum_block = step * Plan::sum_terms;
     switch (o.lse) {
     case CompileOptions::Lse::online: p.lse = LseMode::online; break;
     case CompileOptions::Lse::two_pass: p.lse = LseMode::two_pass; break;
@@ -331,14 +332,20 @@ std::string to_string(const Plan& p) {
         stage(static_cast<int>(k));
         const Pass& ps = p.passes[k];
         os << "  pass " << k << (k + 1 == p.passes.size() ? " (last)" : "") << ":\n";
-        bool two = false;
-        for (int r : ps.reductions) two = two || (g[r].op == Op::logsumexp && p.lse == LseMode::two_pass);
+        bool two = false, additive = false;
+        for (int r : ps.reductions) {
+            two = two || (g[r].op == Op::logsumexp && p.lse == LseMode::two_pass);
+            additive = additive || g[r].op != Op::amax;
+        }
+        const bool cached = k + 1 == p.passes.size() && p.cache_lse >= 0;
         if (two) {
             const bool whole = p.K != 0 && p.K <= p.block;
             os << "    "
                << (whole ? "whole row in cache: a max loop, then the main loop"
                          : "in blocks of " + std::to_string(p.block) + " elements: per block a max loop, then the main loop, merged by rescaling")
                << "\n";
+        } else if (additive && !p.rows && !cached && (p.K == 0 || p.K > p.sum_block)) {
+            os << "    one loop, its sums in two levels: each lane's join the row's every " << p.sum_block << " elements\n";
         }
         for (int r : ps.reductions) {
             os << "    reduce %" << r << " = " << node_text(g, r);
@@ -346,7 +353,7 @@ std::string to_string(const Plan& p) {
             if (r == p.cache_lse) os << " [exp(x - max) kept in a scratch row]";
             os << "\n";
         }
-        if (k + 1 == p.passes.size() && p.cache_lse >= 0)
+        if (cached)
             os << "    softmax(" << node_text(g, g[p.cache_lse].a) << ") = kept exp * exp(block max - max) / sum\n";
         for (int w : ps.writes)
             os << "    write " << g.outputs()[static_cast<std::size_t>(w)].name.view() << " = "

@@ -47,6 +47,10 @@ struct Plan {
     std::size_t K = 0;           // 0 = generic
     LseMode lse = LseMode::two_pass;
     std::size_t block = 0;       // elements per block in two-pass logsumexp
+    // Elements per block of a one-pass loop's two-level sums (see codegen_row_pass.cpp): each
+    // lane adds up at most sum_terms terms before they join the row's sum.
+    static constexpr int sum_terms = 64;
+    std::size_t sum_block = 0;
     int vector_width = 4;        // elements per vector
     int unroll = 1;
     bool masked_loop = false;  // one loop with every iteration masked (AVX-512), no separate tail
