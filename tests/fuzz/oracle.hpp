@@ -18,6 +18,10 @@
 // softmax of large values: there each element's own error counts (|x| u of x - lse), and the
 // coherent one cancels it while two random draws can both miss it (a fuzz case of
 // softmax(log1p(1e10 + u)^2) in fp64, within 1 unit of x but 1.3x the tolerance without it).
+// In it pow's own error takes the sign opposite to its element's: for y = a^b < 1 the error
+// pow inherits from b (log y units of b's) and its own cancel when both have one sign, so the
+// coherent emulation always missed it (log(p) * pow(p, u) in fp64, 2x the tolerance), and
+// between the coherent and the alternating one each sign relation is now met once.
 //
 // The verdict for one element, want = the exact long double value:
 //   - every emulation falls in want's class (finite, +inf, -inf, NaN): the element is
@@ -149,7 +153,9 @@ inline std::vector<Value> emulate(const Graph& g, const std::vector<Value>& exac
         auto perturb = [&](long double y, std::size_t j) {
             // pow is exp(b log|a|): the rounding of b log|a| is a relative error of |log y| units
             const long double rel = pow_node && y != 0 && std::isfinite(y) ? rel_err + std::fabs(std::log(std::fabs(y))) : rel_err;
-            return pr.round(y * (1 + err(j) * (1 + rel)) + abs_err * err(j));
+            const long double own = err(j), absolute = err(j);  // drawn in this order
+            const long double relative = pow_node && noise == Noise::alternating ? -own : own;
+            return pr.round(y * (1 + relative * (1 + rel)) + abs_err * absolute);
         };
         // whole numbers added, subtracted or multiplied are exact while they fit the significand
         // (K - 1 must stay an integer: pow(-2, K - 1) depends on it)

@@ -86,18 +86,30 @@ private:
         for (const OpInfo& d : op_table)
             if (d.arity > 0) ops.push_back(d.op);
         const Op op = ops[in_.pick(static_cast<unsigned>(ops.size()))];
+        // Arguments are drawn into named locals, first then second: the order in which a call's
+        // arguments are evaluated is up to the compiler, and an input must draw the same case
+        // in the clang fuzzer and the g++ replayer.
         switch (info(op).cls) {
         case OpClass::vector_map:
             if (op == Op::onehot) return g_.apply(op, label());
             return g_.apply(op, arg(true));
-        case OpClass::reduction:
-            if (op == Op::at) return g_.apply(op, arg(!in_.one_in(8)), label());
+        case OpClass::reduction: {
+            if (op == Op::at) {
+                const int a = arg(!in_.one_in(8));
+                return g_.apply(op, a, label());
+            }
             // reductions of a scalar fold (sum(s) = s); rarer, like in real losses
-            if (op == Op::dot) return g_.apply(op, arg(!in_.one_in(8)), arg(false));
-            return g_.apply(op, arg(!in_.one_in(8)));
-        default:
-            if (info(op).arity == 1) return g_.apply(op, arg(false));
-            return g_.apply(op, arg(false), arg(false));
+            const int a = arg(!in_.one_in(8));
+            if (op != Op::dot) return g_.apply(op, a);
+            const int b = arg(false);
+            return g_.apply(op, a, b);
+        }
+        default: {
+            const int a = arg(false);
+            if (info(op).arity == 1) return g_.apply(op, a);
+            const int b = arg(false);
+            return g_.apply(op, a, b);
+        }
         }
     }
 
@@ -116,8 +128,10 @@ private:
             if (kind == InputKind::scalar && !uses(g_, drawn_loss, name)) continue;
             const Term d = gradient(t, name);
             int root = copy(d.graph, d.root);
-            if (o[root].shape != shape_of(kind))
-                root = o.apply(Op::add, root, o.apply(Op::mul, o.constant(0), o.input(name, kind)));
+            if (o[root].shape != shape_of(kind)) {
+                const int zero = o.constant(0), input = o.input(name, kind);  // in this order
+                root = o.apply(Op::add, root, o.apply(Op::mul, zero, input));
+            }
             o.add_output(Name("grad.", name), root);
         }
         for (int n : pool_) {  // an intermediate value as an extra output, now and then
