@@ -11,10 +11,10 @@ struct Red {
     Op op;
     bool two_pass = false;
     std::vector<AllocaInst*> a, b, c;  // per unroll copy: accumulator(s)
-    // Sums over long rows in two levels: a, b hold the current block's lane sums (a few hundred
-    // terms), added into ra, rb at its end (K / block terms): fp32 lane sums of K / lanes terms
-    // lost digits at large K (33 ulp per unit of spread at K = 200000). For an online logsumexp
-    // ra, rb are the row's running max and sum per lane, merged with the block's.
+    // Sums over long rows in two levels: a, b hold the current block's lane sums (one-pass loops:
+    // Plan::sum_terms terms a lane), added into ra, rb at its end (K / block terms): fp32 lane sums
+    // of K / lanes terms lost digits at large K (33 ulp per unit of spread at K = 200000). For an
+    // online logsumexp ra, rb are the row's running max and sum per lane, merged with the block's.
     std::vector<AllocaInst*> ra, rb;
     // two-pass logsumexp over blocks: the running max M, the number C of elements equal to it
     // and the sum R of exp(x - M) over the others (sum exp(x - M) = C + R)
