@@ -1,9 +1,12 @@
 // The libFuzzer target: one input is one random valid Graph (random_graph.hpp), compiled by the
-// JIT with random options (fp32 or fp64, K baked in or generic, logsumexp strategy, unroll), run
-// on a random batch (K from 1 to 5000, up to 8 rows, values from N(0, scale) with +-inf, NaN,
-// huge, tiny, zero and exp-overflow-sized values mixed in, fully -inf rows, labels with
-// ignore_index, reduction none, sum or mean, one or two threads), and every output element
-// judged against the long double evaluator (oracle.hpp). A wrong element aborts with a report.
+// JIT with random options (fp32, fp64 or bf16 storage, K baked in or generic, logsumexp strategy,
+// unroll), run on a random batch (K from 1 to 5000, up to 8 rows, values from N(0, scale) with
+// +-inf, NaN, huge, tiny, zero and exp-overflow-sized values of the stored type mixed in, fully
+// -inf rows, labels with ignore_index, reduction none, sum or mean, the mean weighted by the
+// class weights w[y] (weighted_mean) where the kernel has both, one or two threads), and every
+// output element judged against the long double evaluator (oracle.hpp), each slot by its own
+// dtype (a bf16 kernel's per-row values are fp32). A wrong element, a wrong count or
+// denominator in the Result, or any error of run() aborts with a report.
 // The regression replayer (replay_main.cpp) runs the same function on the saved inputs.
 #include <algorithm>
 #include <cstdint>
@@ -27,30 +30,36 @@ struct RowStyle {
     bool all_neg_inf = false;     // a fully masked row
 };
 
-long double special(Rng& r, bool f32) {
+// A special value for an input stored as `d`: huge, tiny and subnormal ones of that type; the
+// edges of exp's range are those of the compute type (bf16 inputs are computed in fp32).
+long double special(Rng& r, DType d) {
     const long double sign = r.below(2) ? 1 : -1;
+    const bool f64 = d == DType::f64, b16 = d == DType::bf16;
     switch (r.below(7)) {
     case 0: return std::numeric_limits<long double>::quiet_NaN();
     case 1: return sign * std::numeric_limits<long double>::infinity();
-    case 2: return sign * (f32 ? (r.below(2) ? 1e30L : 3e38L) : (r.below(2) ? 1e300L : 1e30L));   // huge
-    case 3: return sign * (f32 ? (r.below(2) ? 1e-30L : 1e-40L) : (r.below(2) ? 1e-300L : 1e-310L));  // tiny, subnormal
+    case 2: return sign * (f64 ? (r.below(2) ? 1e300L : 1e30L) : r.below(2) ? 1e30L : b16 ? 3.38e38L : 3e38L);  // huge (bf16's max: 3.39e38)
+    case 3:  // tiny, subnormal (bf16's: multiples of 2^-133 = 9.2e-41; 1e-39 is 11 of them)
+        return sign * (f64 ? (r.below(2) ? 1e-300L : 1e-310L) : r.below(2) ? 1e-30L : b16 ? 1e-39L : 1e-40L);
     case 4: return sign * 0.0L;
-    case 5: return sign * (f32 ? 88.5L : 709.5L);  // at the edge of exp's range
-    default: return sign * (f32 ? 104.0L : 745.0L);  // beyond it: exp underflows to 0
+    case 5: return sign * (f64 ? 709.5L : 88.5L);  // at the edge of exp's range
+    default: return sign * (f64 ? 745.0L : 104.0L);  // beyond it: exp underflows to 0
     }
 }
 
-long double real_value(Rng& r, const RowStyle& st, bool f32) {
+long double real_value(Rng& r, const RowStyle& st, DType d) {
     if (st.all_neg_inf) return -std::numeric_limits<long double>::infinity();
-    if (st.special_one_in != 0 && r.below(st.special_one_in) == 0) return special(r, f32);
+    if (st.special_one_in != 0 && r.below(st.special_one_in) == 0) return special(r, d);
     // N(0, scale) by Box-Muller
     const double u1 = 1 - r.uniform(), u2 = r.uniform();
     return st.scale * std::sqrt(-2 * std::log(u1)) * std::cos(6.283185307179586 * u2);
 }
 
 struct Buffers {
+    DType dtype = DType::f32;  // the slot's, which may differ from the option's (bf16 kernels: fp32 scalars)
     std::vector<float> f32;
     std::vector<double> f64;
+    std::vector<bf16> b16;
     std::vector<std::int32_t> i32;
     std::vector<std::int64_t> i64;
     std::vector<long double> ref;  // the values as the kernel reads them (rows x cols)
@@ -69,6 +78,7 @@ struct Case {
     std::vector<unsigned> prob_mode, weight_mode;
     unsigned ignore_one_in = 0;
     bool shared_weights = false;
+    bool weighted_mean = false;  // drawn; applied where the kernel allows it (see weighted_mean_applies)
     std::uint64_t seed = 0;
 };
 
@@ -83,6 +93,7 @@ std::size_t draw_row_length(ByteReader& in) {
 
 Case draw_case(ByteReader& in) {
     Case c;
+    ByteReader graph_bytes = in;  // to draw the graph again, weighted by class (see the end)
     c.rg = GraphDrawer(in).draw();
     const bool f64 = in.one_in(2);
     c.opt.dtype = f64 ? DType::f64 : DType::f32;
@@ -92,10 +103,6 @@ Case draw_case(ByteReader& in) {
     c.opt.lse = static_cast<CompileOptions::Lse>(in.pick(3));
     if (in.one_in(4)) c.opt.block = 16 << in.pick(6);
     if (in.one_in(4)) c.opt.unroll = 1 << in.pick(3);
-    for (const Node& n : c.rg.g.nodes())  // only the params the simplified graph still has
-        if (n.op == Op::input && n.kind == InputKind::param)
-            for (auto& p : c.rg.params)
-                if (p.first == n.name.view()) c.opt.params.push_back(p);
     c.N = 1 + in.pick(8);
     c.reduction = static_cast<Reduction>(in.pick(3));
     c.set_ignore = in.one_in(3);
@@ -115,6 +122,17 @@ Case draw_case(ByteReader& in) {
         c.weight_mode.push_back(in.pick(4));
     }
     c.seed = in.seed();
+    // Read last: an input that ends here decodes to the case it did before bf16, weighted_mean
+    // and class weighting were drawn (past the end every read is 0: fp32, no weighted mean, no
+    // class weighting); the regression inputs saved before them were cut to end here.
+    if (!f64 && in.pick(2) == 1) c.opt.dtype = DType::bf16;
+    c.weighted_mean = in.pick(2) == 1;
+    // the same graph with each row's loss weighted by w[y] (what weighted_mean is for)
+    if (in.pick(2) == 1) c.rg = GraphDrawer(graph_bytes, true).draw();
+    for (const Node& n : c.rg.g.nodes())  // only the params the simplified graph still has
+        if (n.op == Op::input && n.kind == InputKind::param)
+            for (auto& p : c.rg.params)
+                if (p.first == n.name.view()) c.opt.params.push_back(p);
     return c;
 }
 
@@ -126,10 +144,10 @@ void make_batch(const Kernel& k, const Case& c, std::vector<Buffers>& bufs, Batc
     bufs.resize(slots.size());
     std::vector<std::int64_t> labels(c.N);
     for (auto& y : labels) y = c.ignore_one_in != 0 && rng.below(c.ignore_one_in) == 0 ? c.ignore : static_cast<std::int64_t>(rng.below(c.K));
-    const bool f32 = c.opt.dtype == DType::f32;
     for (std::size_t s = 0; s < slots.size(); ++s) {
         const Slot& sl = slots[s];
         Buffers& buf = bufs[s];
+        buf.dtype = sl.dtype;
         buf.shared = sl.kind == InputKind::weights && c.shared_weights;
         const std::size_t rows = buf.shared ? 1 : c.N, cols = sl.vector ? c.K : 1;
         buf.ref.assign(rows * cols, std::numeric_limits<long double>::quiet_NaN());
@@ -147,7 +165,7 @@ void make_batch(const Kernel& k, const Case& c, std::vector<Buffers>& bufs, Batc
                 case InputKind::weights:  // >= 0: negative weights are an error of run()
                     x = c.weight_mode[r] == 0 ? 1 : c.weight_mode[r] == 1 ? 2 * rng.uniform() : c.weight_mode[r] == 2 ? (rng.below(3) ? 0 : 1) : 1e30L;
                     break;
-                default: x = real_value(rng, c.styles[r], f32); break;
+                default: x = real_value(rng, c.styles[r], sl.dtype); break;
                 }
                 row[j] = x;
                 total += x;
@@ -162,6 +180,10 @@ void make_batch(const Kernel& k, const Case& c, std::vector<Buffers>& bufs, Batc
             buf.i64.assign(n, 0);
             for (std::size_t i = 0; i < n; ++i) buf.i32[i] = static_cast<std::int32_t>(buf.i64[i] = static_cast<std::int64_t>(buf.ref[i]));
             a = sl.dtype == DType::i32 ? column(buf.i32.data(), c.N) : column(buf.i64.data(), c.N);
+        } else if (sl.dtype == DType::bf16) {  // the value as the kernel reads it: rounded to bf16
+            buf.b16.resize(n);
+            for (std::size_t i = 0; i < n; ++i) buf.ref[i] = (buf.b16[i] = bf16::from_float(static_cast<float>(buf.ref[i]))).to_float();
+            a = buf.shared ? shared_row(buf.b16.data(), c.K) : sl.vector ? matrix(buf.b16.data(), c.N, c.K) : column(buf.b16.data(), c.N);
         } else if (sl.dtype == DType::f32) {
             buf.f32.resize(n);
             for (std::size_t i = 0; i < n; ++i) buf.ref[i] = buf.f32[i] = static_cast<float>(buf.ref[i]);
@@ -174,20 +196,34 @@ void make_batch(const Kernel& k, const Case& c, std::vector<Buffers>& bufs, Batc
         b.bind(sl.name, a);
     }
     b.threads(c.threads).reduction(c.reduction);
+    if (c.weighted_mean) b.weighted_mean("w");
 }
 
-long double output(const Buffers& b, std::size_t i) { return b.f32.empty() ? b.f64[i] : b.f32[i]; }
+long double output(const Buffers& b, std::size_t i) {
+    return b.dtype == DType::bf16 ? b.b16[i].to_float() : b.dtype == DType::f64 ? b.f64[i] : b.f32[i];
+}
+
+// weighted_mean("w") needs the reduction mean, a label input and a vector weights input "w"
+// (one row or one per row); otherwise run() rejects it, so the case keeps the plain reduction.
+bool weighted_mean_applies(const Kernel& k, const Case& c) {
+    bool label = false, weights = false;
+    for (const Slot& sl : k.slots()) {
+        label = label || (!sl.output && sl.kind == InputKind::label);
+        weights = weights || (!sl.output && sl.kind == InputKind::weights && sl.vector && sl.name == "w");
+    }
+    return c.weighted_mean && c.reduction == Reduction::mean && label && weights;
+}
 
 struct Stats {
-    std::uint64_t cases = 0, rows = 0, ignored = 0, masked = 0, unclear_rows = 0, strict = 0, loose = 0;
+    std::uint64_t cases = 0, bf16_cases = 0, weighted = 0, rows = 0, ignored = 0, masked = 0, unclear_rows = 0, strict = 0, loose = 0,
+                  unchecked = 0;
     ~Stats() {
+        auto n = [](std::uint64_t x) { return static_cast<unsigned long long>(x); };
         if (std::getenv("LOSSJIT_FUZZ_STATS") != nullptr)
             std::fprintf(stderr,
-                         "lossjit fuzz: %llu cases, %llu rows (%llu ignored, %llu masked, %llu unclear); elements checked: "
-                         "%llu strictly, %llu by class only\n",
-                         static_cast<unsigned long long>(cases), static_cast<unsigned long long>(rows), static_cast<unsigned long long>(ignored),
-                         static_cast<unsigned long long>(masked), static_cast<unsigned long long>(unclear_rows),
-                         static_cast<unsigned long long>(strict), static_cast<unsigned long long>(loose));
+                         "lossjit fuzz: %llu cases (%llu bf16, %llu weighted means), %llu rows (%llu ignored, %llu masked, %llu unclear); "
+                         "elements checked: %llu strictly, %llu by class only (%llu not at all)\n",
+                         n(cases), n(bf16_cases), n(weighted), n(rows), n(ignored), n(masked), n(unclear_rows), n(strict), n(loose), n(unchecked));
     }
 };
 Stats stats;
@@ -216,8 +252,8 @@ std::string row_inputs(const Kernel& k, const Case& c, const std::vector<Buffers
     os << "lossjit fuzz: MISMATCH: " << what << "\n  drawn loss: " << c.rg.drawn << "\n";
     for (const Output& o : c.rg.g.outputs()) os << "  " << o.name.view() << " = " << to_string(c.rg.g, o.root) << "\n";
     os << "  dtype " << to_string(c.opt.dtype) << ", K = " << c.K << (c.opt.row_length ? " (baked in)" : " (generic)") << ", N = " << c.N
-       << ", reduction " << to_string(c.reduction) << ", lse " << static_cast<int>(c.opt.lse) << ", block " << c.opt.block << ", unroll "
-       << c.opt.unroll << ", threads " << c.threads << ", cpu " << k.cpu() << "\n";
+       << ", reduction " << to_string(c.reduction) << (c.weighted_mean ? " (weighted_mean(w))" : "") << ", lse " << static_cast<int>(c.opt.lse)
+       << ", block " << c.opt.block << ", unroll " << c.opt.unroll << ", threads " << c.threads << ", cpu " << k.cpu() << "\n";
     for (auto& [n, v] : c.opt.params) os << "  param " << n << " = " << v << "\n";
     std::cerr << os.str();
     std::abort();
@@ -239,14 +275,17 @@ std::string describe(const char* name, std::size_t row, std::size_t j, long doub
 void check(const Case& c, const Kernel& k, const std::vector<Buffers>& bufs, const Result& res) {
     const auto& slots = k.slots();
     const Graph& g = k.graph();
-    const Precision pr{c.opt.dtype == DType::f32};
-    int label_slot = -1;
-    for (std::size_t s = 0; s < slots.size(); ++s)
+    const Precision pr{c.opt.dtype != DType::f64};  // the compute type: bf16 kernels compute in fp32
+    int label_slot = -1, weights_slot = -1;
+    for (std::size_t s = 0; s < slots.size(); ++s) {
         if (!slots[s].output && slots[s].kind == InputKind::label) label_slot = static_cast<int>(s);
+        if (!slots[s].output && slots[s].name == "w") weights_slot = static_cast<int>(s);
+    }
     std::size_t ignored = 0, masked_rows = 0, unclear = 0, counted_rows = 0;
     std::vector<int> state(c.N, 0);  // 0 counted, 1 ignored, 2 masked, 3 unclear
     std::vector<std::vector<Value>> exact(c.N);
     std::vector<std::array<std::vector<Value>, emulations>> emu(c.N);
+    std::vector<std::vector<Bound>> bounds(c.N);  // what the emulations can bound of each node (unsampled)
     Rng noise(c.seed ^ 0x5eedull);
     for (std::size_t r = 0; r < c.N; ++r) {
         if (label_slot >= 0 && static_cast<std::int64_t>(bufs[static_cast<std::size_t>(label_slot)].ref[r]) == c.ignore) {
@@ -267,30 +306,47 @@ void check(const Case& c, const Kernel& k, const std::vector<Buffers>& bufs, con
         exact[r] = evaluate_all(g, row, c.K);
         int m = masked(g, exact[r], c.K);
         for (int e = 0; e < emulations; ++e) {
+            // see oracle.hpp: random (taking every tie), random (none), alternating, coherent
             emu[r][static_cast<std::size_t>(e)] = emulate(g, exact[r], c.K, pr, noise,
                                                           e == emulations - 1   ? Noise::coherent
                                                           : e == emulations - 2 ? Noise::alternating
-                                                                                : Noise::random);
+                                                                                : Noise::random,
+                                                          e == emulations - 2 ? Ties::random : e == 1 ? Ties::skipped : Ties::taken);
             if (masked(g, emu[r][static_cast<std::size_t>(e)], c.K) != m) m = -1;
         }
+        bounds[r] = unsampled(g, exact[r], emu[r], pr);
         state[r] = m == 1 ? 2 : m < 0 ? 3 : 0;
         masked_rows += m == 1;
         unclear += m < 0;
         counted_rows += m == 0;
     }
     stats.cases++;
+    stats.bf16_cases += c.opt.dtype == DType::bf16;
+    stats.weighted += c.weighted_mean;
     stats.rows += c.N;
     stats.ignored += ignored;
     stats.masked += masked_rows;
     stats.unclear_rows += unclear;
-    // the mean's factor on the gradients: 1 / the rows the kernel counted (checked below)
-    const long double factor = c.reduction == Reduction::mean && res.counted > 0 ? 1.0L / static_cast<long double>(res.counted) : 1;
+    // The mean's factor on the gradients: 1 / the kernel's denominator (checked below against
+    // the rows counted here); 0 when it is 0. The kernel sums it in double (up to N terms, then
+    // N more when masked rows make it sum again and rescale), divides, and rounds the factor to
+    // the compute type: the emulations give it a relative error of 2N double units, then round.
+    const bool mean = c.reduction == Reduction::mean;
+    const long double factor = !mean ? 1 : res.denominator > 0 ? 1.0L / static_cast<long double>(res.denominator) : 0;
+    std::array<long double, emulations> emu_factor{};
+    for (int e = 0; e < emulations; ++e) {
+        const long double sign = e == emulations - 1 ? 1 : e == emulations - 2 ? -1 : static_cast<long double>(noise.symmetric());
+        emu_factor[static_cast<std::size_t>(e)] = mean ? pr.round(factor * (1 + sign * 2 * static_cast<long double>(c.N) * 0x1p-53L)) : 1;
+    }
+    // bf16 outputs are rounded once at the store, and once more where a mean was rescaled
+    const int bf16_roundings = mean && res.masked > 0 && res.denominator > 0 ? 2 : 1;
     bool aggregate_clear = unclear == 0;
     for (std::size_t s = 0; s < slots.size(); ++s) {
         const Slot& sl = slots[s];
         if (!sl.output) continue;
         const int root = g.output_root(sl.name);
         const std::size_t cols = sl.vector ? c.K : 1;
+        const Storage store{sl.dtype == DType::bf16 ? bf16_roundings : 0};
         long double sum_got = 0, sum_abs = 0;
         for (std::size_t r = 0; r < c.N; ++r) {
             for (std::size_t j = 0; j < cols; ++j) {
@@ -306,12 +362,13 @@ void check(const Case& c, const Kernel& k, const std::vector<Buffers>& bufs, con
                     continue;
                 }
                 // the mean scales the gradients (vector outputs), not the per-row values
-                const long double f = sl.vector ? factor : 1;
-                const long double want = exact[r][static_cast<std::size_t>(root)][j] * f;
+                const long double want = exact[r][static_cast<std::size_t>(root)][j] * (sl.vector ? factor : 1);
                 std::array<long double, emulations> em{};
-                for (int e = 0; e < emulations; ++e) em[static_cast<std::size_t>(e)] = pr.round(emu[r][static_cast<std::size_t>(e)][static_cast<std::size_t>(root)][j] * f);
-                const Verdict v = judge(got, want, em, pr);
+                for (std::size_t e = 0; e < emulations; ++e)
+                    em[e] = pr.round(emu[r][e][static_cast<std::size_t>(root)][j] * (sl.vector ? emu_factor[e] : 1));
+                const Verdict v = judge(got, want, em, pr, store, bounds[r][static_cast<std::size_t>(root)]);
                 (v.strict ? stats.strict : stats.loose)++;
+                stats.unchecked += bounds[r][static_cast<std::size_t>(root)] == Bound::none;
                 if (!sl.vector && !v.strict) aggregate_clear = false;
                 if (!v.ok) fail(c, k, describe(sl.name.c_str(), r, j, got, want, em, v) + "\n" + row_inputs(k, c, bufs, r));
             }
@@ -333,6 +390,26 @@ void check(const Case& c, const Kernel& k, const std::vector<Buffers>& bufs, con
     if (aggregate_clear && (res.masked != masked_rows || res.counted != counted_rows))
         fail(c, k, "Result counts masked " + std::to_string(res.masked) + ", counted " + std::to_string(res.counted) + "; expected " +
                        std::to_string(masked_rows) + " and " + std::to_string(counted_rows));
+    // the denominator: the counted rows, or with weighted_mean the sum of their w[y] (in double)
+    long double denominator = 0;
+    for (std::size_t r = 0; r < c.N; ++r) {
+        if (state[r] != 0) continue;
+        if (!c.weighted_mean) {
+            denominator += 1;
+            continue;
+        }
+        const Buffers& w = bufs[static_cast<std::size_t>(weights_slot)];
+        const auto y = static_cast<std::size_t>(bufs[static_cast<std::size_t>(label_slot)].ref[r]);
+        denominator += w.ref[(w.shared ? 0 : r * c.K) + y];
+    }
+    if (res.reduction != c.reduction) fail(c, k, "Result has reduction " + std::string(to_string(res.reduction)));
+    if (aggregate_clear && !(std::fabs(res.denominator - denominator) <= 2 * static_cast<long double>(c.N) * 0x1p-53L * denominator))
+        fail(c, k, "Result's denominator " + std::to_string(res.denominator) + ", expected " + std::to_string(static_cast<double>(denominator)));
+    // the reduced loss: the sum, or for a mean the sum / denominator (0 when that is 0, unless NaN)
+    const double total = res.sum("loss");
+    const double reduced = !mean ? total : res.denominator > 0 ? total / res.denominator : std::isnan(total) ? total : 0;
+    if (!(res.loss() == reduced || (std::isnan(res.loss()) && std::isnan(reduced))))
+        fail(c, k, "Result's loss() " + std::to_string(res.loss()) + ", expected " + std::to_string(reduced));
 }
 
 }  // namespace
@@ -349,8 +426,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (const Slot& sl : k.slots()) has_label = has_label || (!sl.output && sl.kind == InputKind::label);
     if (c.set_ignore && has_label) b.ignore_index(c.ignore);
     else c.ignore = -100;
+    c.weighted_mean = weighted_mean_applies(k, c);
     make_batch(k, c, bufs, b);
-    const Result res = k.run(b);
+    Result res;
+    try {  // every case drawn is valid: any error of run() is a bug
+        res = k.run(b);
+    } catch (const std::exception& e) {
+        fail(c, k, std::string("run() threw: ") + e.what());
+    }
     check(c, k, bufs, res);
     return 0;
 }

@@ -6,6 +6,10 @@
 // as lower() does, the simplified loss and its simplified gradients by u (and s) become the
 // outputs, sometimes with the loss as drawn (unsimplified) and an extra scalar or vector output,
 // so that the JIT also meets the shapes the simplifier would have rewritten away.
+// With `class_weighted` (drawn in fuzz_graph.cpp), the drawn loss is multiplied by at(w, y),
+// each row's loss weighted by its class's weight as in PyTorch's weight=: the kernels that
+// Batch::weighted_mean("w") is for (a label and a weights input both survive a random draw
+// rarely otherwise).
 #pragma once
 
 #include <string>
@@ -30,12 +34,12 @@ inline constexpr int max_ops = 10;  // bounds JIT compile time, and the gradient
 
 class GraphDrawer {
 public:
-    explicit GraphDrawer(ByteReader& in) : in_(in) {}
+    explicit GraphDrawer(ByteReader& in, bool class_weighted = false) : in_(in), class_weighted_(class_weighted) {}
 
     RandomGraph draw() {
         pool_.push_back(g_.input("u", InputKind::logits));
         if (in_.one_in(2)) pool_.push_back(g_.input("p", InputKind::probs));
-        if (in_.one_in(3)) pool_.push_back(g_.input("w", InputKind::weights));
+        if (in_.one_in(3)) pool_.push_back(weights());
         if (in_.one_in(3)) pool_.push_back(g_.input("s", InputKind::scalar));
         if (in_.one_in(4)) pool_.push_back(g_.row_length());
         if (in_.one_in(4)) {
@@ -47,6 +51,7 @@ public:
         for (int i = 0; i < ops; ++i) pool_.push_back(draw_op());
         int loss = pool_.back();
         if (g_[loss].shape == Shape::vector) loss = g_.apply(draw_reduction(), loss);
+        if (class_weighted_) loss = g_.apply(Op::mul, g_.apply(Op::at, weights(), label()), loss);
         out_.drawn = to_string(g_, loss);
         finish(loss);
         return std::move(out_);
@@ -56,10 +61,12 @@ private:
     ByteReader& in_;
     Graph g_;
     std::vector<int> pool_;  // real-valued nodes, in order of creation (the label is not one)
-    int label_ = -1;
+    int label_ = -1, weights_ = -1;
+    bool class_weighted_;
     RandomGraph out_;
 
     int label() { return label_ >= 0 ? label_ : label_ = g_.input("y", InputKind::label); }
+    int weights() { return weights_ >= 0 ? weights_ : weights_ = g_.input("w", InputKind::weights); }
 
     // An argument: often one of the newest nodes (deep graphs), sometimes a number.
     int arg(bool vector_only) {
