@@ -107,7 +107,8 @@ template <class T> Array shared_row(const T* p, std::size_t cols) {
 
 struct CompileOptions {
     // Element type of vector inputs (logits, probs, weights) and vector outputs (gradients).
-    // bf16: storage only, the math is fp32 and gradients are rounded once, at the store.
+    // bf16: storage only, the math is fp32 and gradients are rounded once, at the store (twice
+    // in a mean whose denominator a fully masked row changed: see Batch).
     DType dtype = DType::f32;
     // Per-binding element type overrides, e.g. {{"p", DType::f32}} for fp32 targets next to
     // bf16 logits.
@@ -152,7 +153,8 @@ constexpr std::string_view to_string(Reduction r) {
 //     a label input). Every other label must lie in [0, K).
 //   - fully masked rows: a logsumexp the kernel computes is -inf (every logit of the row is -inf,
 //     so no class is possible); PyTorch gives NaN there. Found inside the kernel; when it changes
-//     the mean's denominator, the gradients already stored are rescaled (a pass only then).
+//     the mean's denominator, the gradients already stored are rescaled (a pass only then;
+//     the stored values are rounded a second time, half a unit of their type at most).
 // A row with NaN among its inputs is not skipped: its loss and gradient are NaN. Errors raised
 // before anything is written: a label outside [0, K) that is not ignore_index, a negative value
 // in any bound weights input (class weights, BCE targets, pos_weight), naming input, row,
