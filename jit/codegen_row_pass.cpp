@@ -207,9 +207,10 @@ void Em::emit_pass(const Pass& ps, bool last) {
         for (Red* r : cascaded)
             for (std::size_t u = 0; u < static_cast<std::size_t>(U); ++u) f(*r, u);
     };
-    auto reset = [&](Red& r, AllocaInst* sum_or_max, AllocaInst* lse_sum) {
-        B.CreateStore(ConstantFP::get(VF, r.op == Op::logsumexp ? -INFINITY : 0.0), sum_or_max);
-        if (lse_sum) B.CreateStore(ConstantFP::get(VF, 0.0), lse_sum);
+    // empty: a sum of 0, an online logsumexp's max -inf and sum 0 (in_memory: the row's)
+    auto reset = [&](Red& r, AllocaInst* sum_or_max, AllocaInst* lse_sum, bool in_memory = false) {
+        B.CreateStore(ConstantFP::get(VF, r.op == Op::logsumexp ? -INFINITY : 0.0), sum_or_max, in_memory);
+        if (lse_sum) B.CreateStore(ConstantFP::get(VF, 0.0), lse_sum, in_memory);
     };
     auto flush_block_sums = [&] {
         for_each_cascaded([&](Red& r, std::size_t u) {
@@ -241,10 +242,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
     };
 
     init_main();
-    for_each_cascaded([&](Red& r, std::size_t u) {
-        B.CreateStore(ConstantFP::get(VF, r.op == Op::logsumexp ? -INFINITY : 0.0), r.ra[u], true);
-        if (!r.rb.empty()) B.CreateStore(ConstantFP::get(VF, 0.0), r.rb[u], true);
-    });
+    for_each_cascaded([&](Red& r, std::size_t u) { reset(r, r.ra[u], r.rb.empty() ? nullptr : r.rb[u], true); });
     if (!any_two && last && P.cache_lse >= 0) {
         // softmax from the kept exps: blocks as in the pass that kept them, each with its factor
         auto block = [&](Value* b0, Value* be) {
