@@ -37,6 +37,17 @@ constexpr double kExpQ64[] = {0x1.000000000000ap-1,  0x1.55555555554fap-3,  0x1.
                               0x1.a0199a16ded6bp-16, 0x1.71df253bc80b9p-19, 0x1.28ad68a58872bp-22,
                               0x1.ad7f782a5dd21p-26};
 
+// The AVX-512 fp32 exp (exp_table_f32) reduces further, to |r| <= ln2/32, with a table of
+// 2^(j/16), j = 0..15, which fits one vector register (one vpermps picks the entries):
+// exp(x) = 2^(n + j/16) (1 + E(r)), E(r) = r + r^2 (c2 + c3 r), the minimax of the relative
+// error on |r| <= 1.002 ln2/32: 2^-29.2 (a Taylor cubic gives 2^-26.7). The table entries are
+// 2^(j/16) rounded to float (error under half an ulp).
+constexpr float kExpTableQ32[] = {0x1.000226p-1f, 0x1.555a7ep-3f};
+constexpr float kExp2Sixteenths32[] = {
+    0x1.000000p+0f, 0x1.0b5586p+0f, 0x1.172b84p+0f, 0x1.2387a6p+0f, 0x1.306fe0p+0f, 0x1.3dea64p+0f,
+    0x1.4bfdaep+0f, 0x1.5ab07ep+0f, 0x1.6a09e6p+0f, 0x1.7a1148p+0f, 0x1.8ace54p+0f, 0x1.9c4918p+0f,
+    0x1.ae89fap+0f, 0x1.c199bep+0f, 0x1.d5818ep+0f, 0x1.ea4afap+0f};
+
 // expm1(r) = r + r^2 Q(r) on |r| <= ln2/2, weight r^2 / |expm1(r)| (relative error of expm1).
 // f32: degree 5, 2^-28.8; f64: degree 10, 2^-59.9.
 constexpr float kExpm1Q32[] = {0x1.000000p-1f,  0x1.555554p-3f,  0x1.5554b2p-5f,
@@ -229,26 +240,72 @@ public:
         return mul(mul(p, pow2i(n1)), pow2i(n2));
     }
 
-    // exp with AVX-512's vscalefps/pd for the 2^n step (x a vector of 16 floats or 8 doubles):
-    // scalef(p, n) = p 2^n with one rounding, so overflow gives inf and denormal results are
-    // rounded once without the two-step split, and n stays a float (no integer round trip).
-    // The clamps are written select(x < lo, lo, x): x86's max/min return the second operand
-    // when either is NaN, so each is one instruction and NaN flows through the fmas and the
-    // scalef to the result without a final select.
+    // exp on a target with AVX-512F, any width. The clamps are written select(x < lo, lo, x):
+    // x86's max/min return the second operand when either is NaN, so each is one instruction and
+    // NaN flows through the arithmetic to the result without a final select.
     // nonpositive: x <= 0 or NaN is known (an argument minus its max), so no upper clamp.
-    llvm::Value* exp_scalef(llvm::Value* x, bool nonpositive = false) {
+    llvm::Value* exp_avx512(llvm::Value* x, bool nonpositive) {
+        if (dbl_ && !is_zmm()) return exp_full(x);
         llvm::Value* y = sel(olt(x, c(k_->exp_lo)), c(k_->exp_lo), x);
         if (!nonpositive) y = sel(ogt(y, c(k_->exp_hi)), c(k_->exp_hi), y);
+        return dbl_ ? exp_scalef_f64(y) : exp_table_f32(y);
+    }
+
+    // vscalefpd for the 2^n step: scalef(p, n) = p 2^n with one rounding, so overflow gives inf
+    // and denormal results are rounded once without the two-step split, and n stays a float (no
+    // integer round trip). The same results as exp_core.
+    llvm::Value* exp_scalef_f64(llvm::Value* y) {
         Reduced red = reduce_ln2(y);
         llvm::Value* r = red.r;
-        llvm::Value* q = dbl_ ? horner(r, kExpQ64) : horner(r, kExpQ32);
-        llvm::Value* p = add(c(1.0), fma(mul(r, r), q, r));
+        llvm::Value* p = add(c(1.0), fma(mul(r, r), horner(r, kExpQ64), r));
+        return scalef(p, red.nf);
+    }
+
+    // fp32 with the table of 2^(j/16): two fewer multiply-class instructions than exp_core's
+    // |r| <= ln2/2 polynomial (the FMA units bound a logsumexp's exp loop).
+    // t = y/ln2 + M with M = 1.5 * 2^19 rounds y/ln2 to a multiple of 1/16: t - M = k/16 exactly,
+    // and the low 4 bits of t are k mod 16 (M's are zero), the table index (vpermps reads just
+    // those). r = y - (k/16) ln2 with reduce_ln2's fma pair; the first is exact because
+    // |k/16| <= 150 keeps (k/16) ln2_hi on a grid of 2^-28, and y, when k != 0, is at least
+    // ln2/32 in size and so on a grid of 2^-29. The scale is 2^floor(k/16): vscalefps floors
+    // k/16 itself; other widths (a kernel's scalars) shift k and scale in exactly exp_core's two
+    // steps, so that every width gives the same bits.
+    llvm::Value* exp_table_f32(llvm::Value* y) {
+        llvm::Value* magic = c(0x1.8p19);
+        llvm::Value* t = fma(y, c(k_->log2e), magic);
+        llvm::Value* k16 = sub(t, magic);
+        llvm::Value* r = fma(k16, c(-k_->exp_ln2_hi), y);
+        r = fma(k16, c(-k_->exp_ln2_lo), r);
+        llvm::Value* two_j16 = table_lookup(kExp2Sixteenths32, bits(t));
+        llvm::Value* e = fma(mul(r, r), fma(r, c(kExpTableQ32[1]), c(kExpTableQ32[0])), r);
+        llvm::Value* p = fma(two_j16, e, two_j16);
+        if (is_zmm()) return scalef(p, k16);
+        llvm::Value* n = b_.CreateAShr(b_.CreateSub(bits(t), bits(magic)), ci(4));
+        llvm::Value* n1 = b_.CreateAShr(n, ci(1));
+        return mul(mul(p, pow2i(n1)), pow2i(b_.CreateSub(n, n1)));
+    }
+
+    // table[idx mod 16] per lane: one vpermps for 16 lanes, an indexed constant otherwise.
+    llvm::Value* table_lookup(const float (&table)[16], llvm::Value* idx) {
+        llvm::Value* tv = llvm::ConstantDataVector::get(b_.getContext(), llvm::ArrayRef<float>(table));
+        if (is_zmm()) return b_.CreateIntrinsic(llvm::Intrinsic::x86_avx512_permvar_sf_512, {}, {tv, idx});
+        llvm::Value* low = b_.CreateAnd(idx, ci(15));
+        auto* vt = llvm::dyn_cast<llvm::FixedVectorType>(ft_);
+        if (!vt) return b_.CreateExtractElement(tv, low);
+        llvm::Value* out = llvm::PoisonValue::get(ft_);
+        for (unsigned i = 0; i < vt->getNumElements(); ++i)
+            out = b_.CreateInsertElement(out, b_.CreateExtractElement(tv, b_.CreateExtractElement(low, i)), i);
+        return out;
+    }
+
+    llvm::Value* scalef(llvm::Value* p, llvm::Value* n) {
         const auto id = dbl_ ? llvm::Intrinsic::x86_avx512_mask_scalef_pd_512 : llvm::Intrinsic::x86_avx512_mask_scalef_ps_512;
         llvm::Value* all = b_.getIntN(dbl_ ? 8 : 16, dbl_ ? 0xff : 0xffff);
-        return b_.CreateIntrinsic(id, {}, {p, red.nf, p, all, b_.getInt32(4)});
+        return b_.CreateIntrinsic(id, {}, {p, n, p, all, b_.getInt32(4)});
     }
-    // Whether exp_scalef applies: a 512-bit vector of f32 or f64.
-    bool scalef_width() const {
+
+    // Whether vscalefps/pd and vpermps apply: a 512-bit vector of f32 or f64.
+    bool is_zmm() const {
         auto* vt = llvm::dyn_cast<llvm::FixedVectorType>(ft_);
         return vt && vt->getNumElements() * (dbl_ ? 64u : 32u) == 512u;
     }
@@ -313,14 +370,12 @@ llvm::Value* emit_exp_nonpositive_avx512(llvm::IRBuilderBase& b, llvm::Value* x)
 
 llvm::Value* emit_exp_nonpositive(llvm::IRBuilderBase& b, llvm::Value* x, bool avx512) {
     Emitter e(b, x);
-    if (avx512 && e.scalef_width()) return e.exp_scalef(x, true);
-    return e.exp_full(x);
+    return avx512 ? e.exp_avx512(x, true) : e.exp_full(x);
 }
 
 llvm::Value* emit_exp(llvm::IRBuilderBase& b, llvm::Value* x, bool avx512) {
     Emitter e(b, x);
-    if (avx512 && e.scalef_width()) return e.exp_scalef(x);
-    return e.exp_full(x);
+    return avx512 ? e.exp_avx512(x, false) : e.exp_full(x);
 }
 
 llvm::Value* emit_log(llvm::IRBuilderBase& b, llvm::Value* x) {
