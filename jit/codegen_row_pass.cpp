@@ -84,12 +84,14 @@ void Em::emit_pass(const Pass& ps, bool last) {
     std::vector<Value*> scale(P.slots.size(), nullptr);
     // Two-pass logsumexp: the max loop of a block streams from memory and the exp loop after it
     // computes, one after the other. The exp loop prefetches the inputs of the next block (the
-    // next row when the row is one block), so the next max loop reads from cache and memory
-    // traffic overlaps the arithmetic.
+    // next rows when the row is one block, Plan::prefetch_min ahead at least), so the next max
+    // loop reads from cache and memory traffic overlaps the arithmetic.
     Value* ahead = nullptr;
     if (any_two) {
         Value* blk = ConstantInt::get(I64, static_cast<std::int64_t>(P.block));
+        Value* least = ConstantInt::get(I64, static_cast<std::int64_t>(P.prefetch_min));
         ahead = B.CreateSelect(B.CreateICmpSGT(K, blk), blk, K);
+        ahead = B.CreateSelect(B.CreateICmpSGT(ahead, least), ahead, least);
     }
     auto main_body = [&](Value* i, Value* mask, int u) {
         Ctx c = lanes_ctx(i, mask);

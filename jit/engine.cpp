@@ -108,8 +108,7 @@ Target detect() {
         if (b == 128 || b == 256 || b == 512) t.vector_bits = std::min(t.vector_bits, b);
         if (t.vector_bits < 512) t.avx512 = false;
     }
-    const long l1 = sysconf(_SC_LEVEL1_DCACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    if (l1 > 0) t.l1_bytes = static_cast<std::size_t>(l1);
+    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
     if (l2 > 0) t.l2_bytes = static_cast<std::size_t>(l2);
     return t;
 }

@@ -26,7 +26,7 @@ struct Target {
     int vector_bits = 128;
     bool masked_memory = false;  // masked loads/stores in the ISA (AVX-512, AVX for 32/64-bit)
     bool avx512 = false;         // AVX-512F (vscalefps in exp)
-    std::size_t l1_bytes = 32 * 1024, l2_bytes = 512 * 1024;
+    std::size_t l2_bytes = 512 * 1024;  // sizes two-pass blocks
 };
 
 enum class LseMode : unsigned char { online, two_pass };
@@ -47,6 +47,9 @@ struct Plan {
     std::size_t K = 0;           // 0 = generic
     LseMode lse = LseMode::two_pass;
     std::size_t block = 0;       // elements per block in two-pass logsumexp
+    // A two-pass loop prefetches the inputs max(block, prefetch_min) elements ahead (the next
+    // block, or rows enough to cover memory's latency when a row is one short block).
+    std::size_t prefetch_min = 0;
     // Elements per block of a one-pass loop's two-level sums (see codegen_row_pass.cpp): each
     // lane adds up at most sum_terms terms before they join the row's sum.
     static constexpr int sum_terms = 64;
