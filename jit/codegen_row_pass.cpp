@@ -15,6 +15,8 @@ struct Red {
     // Plan::sum_terms terms a lane), added into ra, rb at its end (K / block terms): fp32 lane sums
     // of K / lanes terms lost digits at large K (33 ulp per unit of spread at K = 200000). For an
     // online logsumexp ra, rb are the row's running max and sum per lane, merged with the block's.
+    // A two-pass logsumexp's exp sums have only rb: the sum of its L2-sized block, into which
+    // each piece of Plan::sum_block elements adds its lanes' sums of exp(x - block max).
     std::vector<AllocaInst*> ra, rb;
     // two-pass logsumexp over blocks: the running max M, the number C of elements equal to it
     // and the sum R of exp(x - M) over the others (sum exp(x - M) = C + R)
@@ -28,10 +30,11 @@ void Em::emit_pass(const Pass& ps, bool last) {
     const int UM = std::max(U, 4);  // accumulators of the max loops (load + max: latency bound)
     std::vector<Red> reds;
     bool any_two = false;
-    // Sums of exp(x - block max) (two-pass) start afresh each block anyway.
-    auto additive = [&](const Red& x) { return x.op == Op::sum || x.op == Op::mean || x.op == Op::dot || (x.op == Op::logsumexp && !x.two_pass); };
-    // blocks of the loops: P.block for the two-pass and cached loops, P.sum_block for one pass
-    const bool cascade = P.K == 0 || P.K > std::min(P.block, P.sum_block);
+    auto additive = [&](const Red& x) { return x.op == Op::sum || x.op == Op::mean || x.op == Op::dot || x.op == Op::logsumexp; };
+    // Loops run in pieces of P.sum_block elements, each lane's sums joining the row's (or a
+    // two-pass block's) at a piece's end, wherever a row or a block can be longer than that.
+    const bool cascade = P.K == 0 || P.K > P.sum_block;
+    const bool pieces_in_block = P.K == 0 ? P.block > P.sum_block : std::min(P.K, P.block) > P.sum_block;
     for (int r : ps.reductions) {
         Red x;
         x.node = r;
@@ -43,9 +46,9 @@ void Em::emit_pass(const Pass& ps, bool last) {
             if (x.op == Op::logsumexp) x.b.push_back(alloca(VF));
             if (x.two_pass) x.c.push_back(alloca(I64));  // elements equal to the block max
         }
-        if (cascade && additive(x)) {
+        if (x.two_pass ? pieces_in_block : cascade && additive(x)) {
             for (int u = 0; u < U; ++u) {
-                x.ra.push_back(alloca(VF));
+                if (!x.two_pass) x.ra.push_back(alloca(VF));
                 if (x.op == Op::logsumexp) x.rb.push_back(alloca(VF));
             }
         }
@@ -172,26 +175,27 @@ void Em::emit_pass(const Pass& ps, bool last) {
         scale[slot] = splat(slot_scale[slot]);
     }
 
-    // for (b0 = 0; b0 < K; b0 += size) body(b0, min(b0 + size, K)); no loop when a known K
-    // fits one block (less IR to optimize and select: JIT latency)
-    auto for_each_block = [&](const std::function<void(Value*, Value*)>& body_of_block, std::size_t size = 0) {
+    // for (b0 = lo; b0 < hi; b0 += size) body(b0, min(b0 + size, hi)), over the row by default;
+    // no loop when a known K fits one block (less IR to optimize and select: JIT latency)
+    auto for_each_block = [&](const std::function<void(Value*, Value*)>& body_of_block, std::size_t size = 0, Value* lo = nullptr, Value* hi = nullptr) {
         if (size == 0) size = P.block;
-        if (P.K != 0 && P.K <= size) {
+        if (!lo && P.K != 0 && P.K <= size) {
             body_of_block(ConstantInt::get(I64, 0), K);
             return;
         }
+        if (!lo) lo = ConstantInt::get(I64, 0), hi = K;
         AllocaInst* bs = alloca(I64);
-        B.CreateStore(ConstantInt::get(I64, 0), bs);
+        B.CreateStore(lo, bs);
         BasicBlock* cond = BasicBlock::Create(C, "block.cond", fn);
         BasicBlock* body = BasicBlock::Create(C, "block.body", fn);
         BasicBlock* exit = BasicBlock::Create(C, "block.exit", fn);
         B.CreateBr(cond);
         B.SetInsertPoint(cond);
         Value* b0 = B.CreateLoad(I64, bs);
-        B.CreateCondBr(B.CreateICmpSLT(b0, K), body, exit);
+        B.CreateCondBr(B.CreateICmpSLT(b0, hi), body, exit);
         B.SetInsertPoint(body);
         Value* b1 = B.CreateAdd(b0, ConstantInt::get(I64, static_cast<std::int64_t>(size)));
-        body_of_block(b0, B.CreateSelect(B.CreateICmpSLT(b1, K), b1, K));
+        body_of_block(b0, B.CreateSelect(B.CreateICmpSLT(b1, hi), b1, hi));
         B.CreateStore(b1, bs);
         B.CreateBr(cond);
         B.SetInsertPoint(exit);
@@ -204,7 +208,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
     // for the generic cross-entropy kernel).
     std::vector<Red*> cascaded;
     for (Red& r : reds)
-        if (!r.ra.empty()) cascaded.push_back(&r);
+        if (!r.ra.empty() || !r.rb.empty()) cascaded.push_back(&r);
     auto for_each_cascaded = [&](const std::function<void(Red&, std::size_t)>& f) {
         for (Red* r : cascaded)
             for (std::size_t u = 0; u < static_cast<std::size_t>(U); ++u) f(*r, u);
@@ -216,6 +220,11 @@ void Em::emit_pass(const Pass& ps, bool last) {
     };
     auto flush_block_sums = [&] {
         for_each_cascaded([&](Red& r, std::size_t u) {
+            if (r.two_pass) {  // the same reference (the block max): a plain sum
+                B.CreateStore(B.CreateFAdd(B.CreateLoad(VF, r.rb[u], true), B.CreateLoad(VF, r.b[u])), r.rb[u], true);
+                B.CreateStore(ConstantFP::get(VF, 0.0), r.b[u]);
+                return;
+            }
             AllocaInst *A = r.a[u], *RA = r.ra[u];
             if (r.op != Op::logsumexp) {
                 B.CreateStore(B.CreateFAdd(B.CreateLoad(VF, RA, true), B.CreateLoad(VF, A)), RA, true);
@@ -243,16 +252,29 @@ void Em::emit_pass(const Pass& ps, bool last) {
         });
     };
 
+    // The main loop over a block of the two-pass and cached loops: in pieces of P.sum_block
+    // elements where a block can be longer, each piece's lane sums added into the block's or the
+    // row's at its end.
+    auto block_main_loop = [&](Value* b0, Value* be) {
+        auto piece = [&](Value* c0, Value* ce) {
+            emit_loop(c0, ce, main_body);
+            flush_block_sums();
+        };
+        if (pieces_in_block) for_each_block(piece, P.sum_block, b0, be);
+        else piece(b0, be);
+    };
+
     init_main();
-    for_each_cascaded([&](Red& r, std::size_t u) { reset(r, r.ra[u], r.rb.empty() ? nullptr : r.rb[u], true); });
+    for_each_cascaded([&](Red& r, std::size_t u) {
+        if (!r.two_pass) reset(r, r.ra[u], r.rb.empty() ? nullptr : r.rb[u], true);
+    });
     if (!any_two && last && P.cache_lse >= 0) {
         // softmax from the kept exps: blocks as in the pass that kept them, each with its factor
         auto block = [&](Value* b0, Value* be) {
             Value* bm = B.CreateLoad(F, scratch_block_max(B.CreateUDiv(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)))));
             cache_factor = splat(cached_softmax_factor(bm));
-            emit_loop(b0, be, main_body);
+            block_main_loop(b0, be);
             cache_factor = nullptr;
-            flush_block_sums();
         };
         for_each_block(block);
     } else if (!any_two && !cascaded.empty()) {
@@ -299,17 +321,18 @@ void Em::emit_pass(const Pass& ps, bool last) {
                 for (int u = 0; u < U; ++u) {
                     B.CreateStore(ConstantFP::get(VF, 0.0), r.b[static_cast<std::size_t>(u)]);
                     B.CreateStore(ConstantInt::get(I64, 0), r.c[static_cast<std::size_t>(u)]);
+                    if (!r.rb.empty()) B.CreateStore(ConstantFP::get(VF, 0.0), r.rb[static_cast<std::size_t>(u)], true);
                 }
             }
-            emit_loop(b0, be, main_body);
-            flush_block_sums();
+            block_main_loop(b0, be);
             for (std::size_t k = 0; k < reds.size(); ++k) {
                 Red& r = reds[k];
                 if (!r.two_pass) continue;
-                Value* v = B.CreateLoad(VF, r.b[0]);
+                const std::vector<AllocaInst*>& sums = r.rb.empty() ? r.b : r.rb;
+                Value* v = B.CreateLoad(VF, sums[0], !r.rb.empty());
                 Value* w = B.CreateLoad(I64, r.c[0]);
                 for (int u = 1; u < U; ++u) {
-                    v = B.CreateFAdd(v, B.CreateLoad(VF, r.b[static_cast<std::size_t>(u)]));
+                    v = B.CreateFAdd(v, B.CreateLoad(VF, sums[static_cast<std::size_t>(u)], !r.rb.empty()));
                     w = B.CreateAdd(w, B.CreateLoad(I64, r.c[static_cast<std::size_t>(u)]));
                 }
                 Value* sb = hsum(v);  // the block: sum exp(x - bm) = cb + sb
@@ -341,6 +364,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
     }
 
     for_each_cascaded([&](Red& r, std::size_t u) {  // the row's sums, where the finish reads them
+        if (r.two_pass) return;
         B.CreateStore(B.CreateLoad(VF, r.ra[u], true), r.a[u]);
         if (!r.rb.empty()) B.CreateStore(B.CreateLoad(VF, r.rb[u], true), r.b[u]);
     });
