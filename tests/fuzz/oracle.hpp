@@ -169,7 +169,20 @@ inline Value whole_exponent_ties(const Value& base, Value b, Precision pr, Rng& 
 // exponent within rounding of a whole number (whole_exponent_ties): each may flip the sign of an
 // infinity or make a NaN, and an amax over them takes whichever the kernel's roundings gave
 // (amax(-pow(-inf, exp(p))) of p < 1e-6: +inf where exp(p) rounds to 1, -inf elsewhere).
+// Nor a sum, mean or dot whose terms' magnitudes add up beyond the compute type's range: its
+// partial sums may overflow in the kernel's order (to either infinity, or NaN from both) where
+// the emulations, rounding only the result, see a finite mean (mean(u) of two u of 3e38 in
+// fp32: +inf in the kernel, 1e38 here).
 enum class Bound : std::uint8_t { emulated, class_only, none };
+
+// The sum of the magnitudes of the K terms of a sum, mean or dot node n, from values v.
+inline long double terms_magnitude(const Node& n, const std::vector<Value>& v, std::size_t K) {
+    const Value& a = v[static_cast<std::size_t>(n.a)];
+    long double mag = 0;
+    for (std::size_t j = 0; j < K; ++j)
+        mag += std::fabs(n.op == Op::dot ? ref::mul(a[j], v[static_cast<std::size_t>(n.b)][j]) : a[j]);
+    return mag;
+}
 
 inline std::vector<Bound> unsampled(const Graph& g, const std::vector<Value>& v, const std::array<std::vector<Value>, emulations>& emu,
                                     Precision pr) {
@@ -199,12 +212,18 @@ inline std::vector<Bound> unsampled(const Graph& g, const std::vector<Value>& v,
             ties += a[j] < 0 && near_whole(b[j], pr);
         return ties > 1;
     };
+    auto partial_sums_overflow = [&](const Node& n) {
+        if (n.op != Op::sum && n.op != Op::mean && n.op != Op::dot) return false;
+        const long double top = pr.f32 ? std::numeric_limits<float>::max() : std::numeric_limits<double>::max();
+        const Value& a = v[static_cast<std::size_t>(n.a)];
+        return terms_magnitude(n, v, a.is_vector ? a.v.size() : 1) > top;
+    };
     for (int i = 0; i < g.size(); ++i) {
         const Node& n = g[i];
         auto d = [&](int k) { return k >= 0 ? dep[static_cast<std::size_t>(k)] : Bound::emulated; };
         Bound& out = dep[static_cast<std::size_t>(i)];
         out = std::max(d(n.a), d(n.b));
-        if (exponent_ties(n)) out = Bound::none;
+        if (exponent_ties(n) || partial_sums_overflow(n)) out = Bound::none;
         else if (out == Bound::emulated && (ties_beyond_tolerance(n, v[static_cast<std::size_t>(i)]) || moved_beyond_one(n))) out = Bound::class_only;
     }
     return dep;
@@ -244,10 +263,7 @@ inline std::vector<Value> emulate(const Graph& g, const std::vector<Value>& exac
         // the absolute error a row reduction adds
         long double abs_err = 0, rel_err = 0;
         if (n.op == Op::sum || n.op == Op::mean || n.op == Op::dot) {
-            const Value& a = v[static_cast<std::size_t>(n.a)];
-            long double mag = 0;
-            for (std::size_t j = 0; j < K; ++j)
-                mag += std::fabs(n.op == Op::dot ? ref::mul(a[j], v[static_cast<std::size_t>(n.b)][j]) : a[j]);
+            const long double mag = terms_magnitude(n, v, K);
             abs_err = row_ulps * (n.op == Op::mean ? mag / static_cast<long double>(K) : mag);
         } else if (n.op == Op::logsumexp || n.op == Op::log_softmax) {
             abs_err = row_ulps;
