@@ -33,8 +33,8 @@ void Em::emit_pass(const Pass& ps, bool last) {
     auto additive = [&](const Red& x) { return x.op == Op::sum || x.op == Op::mean || x.op == Op::dot || x.op == Op::logsumexp; };
     // Loops run in pieces of P.sum_block elements, each lane's sums joining the row's (or a
     // two-pass block's) at a piece's end, wherever a row or a block can be longer than that.
-    const bool cascade = P.K == 0 || P.K > P.sum_block;
-    const bool pieces_in_block = P.K == 0 ? P.block > P.sum_block : std::min(P.K, P.block) > P.sum_block;
+    const bool cascade = P.row_sums_in_pieces();
+    const bool pieces_in_block = P.block_sums_in_pieces();
     for (int r : ps.reductions) {
         Red x;
         x.node = r;

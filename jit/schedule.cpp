@@ -350,9 +350,12 @@ std::string to_string(const Plan& p) {
             os << "    "
                << (whole ? "whole row in cache: a max loop, then the main loop"
                          : "in blocks of " + std::to_string(p.block) + " elements: per block a max loop, then the main loop, merged by rescaling")
-               << " (it prefetches the " << (whole ? "next rows" : "next block") << ", at least " << p.prefetch_min << " elements ahead)\n";
-        } else if (additive && !p.rows && !cached && (p.K == 0 || p.K > p.sum_block)) {
-            os << "    one loop, its sums in two levels: each lane's join the row's every " << p.sum_block << " elements\n";
+               << " (it prefetches the " << (whole ? "next rows" : "next block") << ", at least " << p.prefetch_min << " elements ahead)";
+            if (p.block_sums_in_pieces()) os << "; its sums in two levels: each lane's join the " << (whole ? "row's" : "block's") << " every " << p.sum_block << " elements";
+            os << "\n";
+        } else if (additive && !p.rows && p.row_sums_in_pieces()) {
+            os << "    " << (cached ? "in the kept exps' blocks" : "one loop") << ", its sums in two levels: each lane's join the row's every "
+               << p.sum_block << " elements\n";
         }
         for (int r : ps.reductions) {
             os << "    reduce %" << r << " = " << node_text(g, r);

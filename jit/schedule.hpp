@@ -10,6 +10,7 @@
 // between passes, in "stages". No LLVM here.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 #include <vector>
@@ -54,6 +55,10 @@ struct Plan {
     // lane adds up at most sum_terms terms before they join the row's sum.
     static constexpr int sum_terms = 64;
     std::size_t sum_block = 0;
+    // Loops run in pieces of sum_block elements, each lane's sums joining the row's (or a
+    // two-pass block's) at a piece's end, where a row (or a block) can be longer than that.
+    bool row_sums_in_pieces() const { return K == 0 || K > sum_block; }
+    bool block_sums_in_pieces() const { return (K == 0 ? block : std::min(K, block)) > sum_block; }
     int vector_width = 4;        // elements per vector
     int unroll = 1;
     bool masked_loop = false;  // one loop with every iteration masked (AVX-512), no separate tail
