@@ -225,7 +225,8 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
     p.vector_width = std::max(2, t.vector_bits / (8 * elem));
     // One vector per iteration: unroll 2 ran at the same speed (ce_probe, fwd and fwd+bwd, fp32
     // and bf16, specialized and generic K, Zen 5: out-of-order execution overlaps the iterations)
-    // and cost 17-42% more instructions in compile() (K = 32000: 167 M against 143 M).
+    // and cost more instructions in compile() (callgrind, AVX-512 code: K = 32000 159 M against
+    // 134 M, K = 1000 120 M against 103 M).
     p.unroll = o.unroll > 0 ? std::min(o.unroll, 8) : 1;
     p.masked_loop = false;  // measured 2.5x slower on Zen 5 (masked stores): off
     std::size_t in_bytes = 0;  // bytes read per element of the row
@@ -249,8 +250,8 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
     case CompileOptions::Lse::automatic:
         // Two passes per block (max, then sum), for the generic kernel too: there it ran fwd
         // 22.6 / 31.5 GB/s at K = 1000 / 32000 against 18 / 21 online, fwd+bwd 14 / 12.6 against
-        // 10.4 / 10.9, for 11% more instructions in compile() (155 M against 139 M; cold
-        // 25.5 ms against 20.5).
+        // 10.4 / 10.9, for more instructions in compile() (callgrind, AVX-512 code: 159 M
+        // against 115 M; cold 25.5 ms against 20.5).
         p.lse = LseMode::two_pass;
         break;
     }
@@ -345,7 +346,9 @@ std::string to_string(const Plan& p) {
             additive = additive || g[r].op != Op::amax;
         }
         const bool cached = k + 1 == p.passes.size() && p.cache_lse >= 0;
-        if (two) {
+        if (two && p.rows) {
+            os << "    a max loop over the columns, then the main loop\n";
+        } else if (two) {
             const bool whole = p.K != 0 && p.K <= p.block;
             os << "    "
                << (whole ? "whole row in cache: a max loop, then the main loop"
