@@ -17,8 +17,8 @@ constexpr auto y = label<"y">;
 constexpr auto ce = -log(at(softmax(u), y));
 
 // Outputs to NaN before the checked run, so that a contender that writes nothing fails.
-void poison(std::vector<float>& v) { std::fill(v.begin(), v.end(), NAN); }
-void poison(std::vector<lossjit::bf16>& v) { std::fill(v.begin(), v.end(), lossjit::bf16{0x7fc0}); }
+void poison(Buffer<float>& v) { std::fill(v.begin(), v.end(), NAN); }
+void poison(Buffer<lossjit::bf16>& v) { std::fill(v.begin(), v.end(), lossjit::bf16{0x7fc0}); }
 
 std::function<std::string(double)> loss_check(const Data& d) {
     return [&d](double v) { return check_loss(v, d); };

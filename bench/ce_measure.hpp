@@ -7,9 +7,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <limits>
 #include <map>
+#include <new>
 #include <set>
 #include <string>
 #include <vector>
@@ -84,13 +86,33 @@ private:
 
 // ---- data and reference ------------------------------------------------------------------------
 
+// Every contender's arrays start on a 64-byte boundary, as PyTorch's and oneDNN's allocators give
+// them (a large std::vector's storage starts 16 bytes past a page).
+template <class T>
+struct Aligned64 {
+    using value_type = T;
+    Aligned64() = default;
+    template <class U>
+    Aligned64(const Aligned64<U>&) {}
+    T* allocate(std::size_t n) {
+        void* p = std::aligned_alloc(64, (n * sizeof(T) + 63) / 64 * 64);
+        if (!p) throw std::bad_alloc();
+        return static_cast<T*>(p);
+    }
+    void deallocate(T* p, std::size_t) { std::free(p); }
+    template <class U>
+    bool operator==(const Aligned64<U>&) const { return true; }
+};
+template <class T>
+using Buffer = std::vector<T, Aligned64<T>>;
+
 struct Data {
     std::size_t N = 0, K = 0;
-    std::vector<float> x;               // logits (bf16-representable values)
-    std::vector<lossjit::bf16> xb;      // the same logits as bf16
+    Buffer<float> x;                    // logits (bf16-representable values)
+    Buffer<lossjit::bf16> xb;           // the same logits as bf16
     std::vector<std::int64_t> y;        // labels
-    std::vector<float> g, out;          // gradient; oneDNN's log-probabilities and the copy's output
-    std::vector<lossjit::bf16> gb, outb;
+    Buffer<float> g, out;               // gradient; oneDNN's log-probabilities and the copy's output
+    Buffer<lossjit::bf16> gb, outb;
     std::vector<float> p;               // reference softmax (computed in double)
     double loss = 0;                    // reference mean loss
     double sum_x = 0, sum_abs_x = 0;    // for the read roofline's check

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "bench_peers.hpp"
+#include "ce_measure.hpp"
 
 using namespace lossjit::dsl;
 using clk = std::chrono::steady_clock;
@@ -51,8 +52,8 @@ int main(int argc, char** argv) {
     lossjit::Kernel k = lossjit::compile(g, o);
     const double cms = std::chrono::duration<double, std::milli>(clk::now() - t0).count();
     const std::size_t n = N * K;
-    std::vector<float> x(n), gr(n), out(n);
-    std::vector<lossjit::bf16> xb(n), gb(n);
+    bench::Buffer<float> x(n), gr(n), out(n);  // 64-byte aligned, as in bench_ce
+    bench::Buffer<lossjit::bf16> xb(n), gb(n);
     std::vector<std::int64_t> lab(N);
     std::mt19937_64 rng(1);
     std::normal_distribution<float> nd(0, 2);

@@ -58,6 +58,13 @@ void emit_function(Em& e, const std::string& name) {
     e.Kf = B.CreateSIToFP(e.K, e.F);
     const std::size_t ns = P.slots.size();
     if (P.cache_lse >= 0 && !P.rows) e.scratch = B.CreateLoad(ptr, B.CreateConstGEP1_64(ptr, data, ns));  // after the slots
+    if (P.stream_min_bytes) {
+        std::size_t bytes_per_row_element = 0;  // of the vector outputs
+        for (const Slot& s : P.slots)
+            if (s.output && s.vector) bytes_per_row_element += size_of(s.dtype);
+        Value* bytes = B.CreateMul(B.CreateMul(B.CreateSub(re, rb), e.K), ConstantInt::get(e.I64, static_cast<std::int64_t>(bytes_per_row_element)));
+        e.stream_call = B.CreateICmpUGE(bytes, ConstantInt::get(e.I64, static_cast<std::int64_t>(P.stream_min_bytes)));
+    }
     for (std::size_t s = 0; s < ns; ++s) {
         e.slot_ptr.push_back(B.CreateLoad(ptr, B.CreateConstGEP1_64(ptr, data, s)));
         e.slot_stride.push_back(B.CreateLoad(e.I64, B.CreateConstGEP1_64(e.I64, strides, s)));

@@ -366,6 +366,11 @@ public:
     // the current block's factor exp(block max - max) / sum (a vector)
     Value* scratch = nullptr;
     Value* cache_factor = nullptr;
+    // Plan::stream_min_bytes: whether this call writes that much (i1, from the entry block), and
+    // while the last pass is emitted, whether this row's full-vector stores are streaming ones
+    // (i1; null: no choice to make)
+    Value* stream_call = nullptr;
+    Value* stream_row = nullptr;
     Value *cache_M = nullptr, *cache_lo = nullptr;  // the row's logsumexp = max + lo
     // The factor turning a block's kept exps exp(x - bm) into softmax: exp(bm - M - lo). Where the
     // block holds the row's +inf max, bm - M is inf - inf: taken as 0, so that finite elements keep

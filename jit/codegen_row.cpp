@@ -16,6 +16,7 @@
 // later code of the row); gathers are forced before the passes so in-place gradients are safe.
 #include "codegen_emitter.hpp"
 
+#include <llvm/IR/IntrinsicsX86.h>
 #include <llvm/IR/MDBuilder.h>
 
 namespace lossjit::jit::codegen_detail {
@@ -151,6 +152,8 @@ void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector
         Value* p = B.CreateConstGEP1_64(e.D, sums, ns);
         B.CreateStore(B.CreateFAdd(B.CreateLoad(e.D, p), B.CreateLoad(e.D, skipped_acc)), p);
     }
+    // streaming stores are weakly ordered: fenced before the caller (another thread) reads them
+    if (P.stream_min_bytes) B.CreateIntrinsic(Intrinsic::x86_sse_sfence, {}, {});
     B.CreateRetVoid();
 }
 

@@ -166,8 +166,24 @@ void Em::emit_pass(const Pass& ps, bool last) {
             const DType d = P.slots[slot].dtype;
             Value* st = to_storage(v, d);
             Value* p = element_ptr(static_cast<int>(slot), i);
-            if (mask) B.CreateMaskedStore(st, p, Align(size_of(d)), mask);
-            else B.CreateAlignedStore(st, p, Align(size_of(d)));
+            if (mask) {
+                B.CreateMaskedStore(st, p, Align(size_of(d)), mask);
+            } else if (stream_row) {  // a branch the row always takes the same way
+                BasicBlock* nt_bb = BasicBlock::Create(C, "store.stream", fn);
+                BasicBlock* plain_bb = BasicBlock::Create(C, "store.plain", fn);
+                BasicBlock* done = BasicBlock::Create(C, "store.done", fn);
+                B.CreateCondBr(stream_row, nt_bb, plain_bb);
+                B.SetInsertPoint(nt_bb);
+                StoreInst* nt = B.CreateAlignedStore(st, p, Align(static_cast<std::uint64_t>(VW) * size_of(d)));
+                nt->setMetadata(LLVMContext::MD_nontemporal, MDNode::get(C, {ConstantAsMetadata::get(B.getInt32(1))}));
+                B.CreateBr(done);
+                B.SetInsertPoint(plain_bb);
+                B.CreateAlignedStore(st, p, Align(size_of(d)));
+                B.CreateBr(done);
+                B.SetInsertPoint(done);
+            } else {
+                B.CreateAlignedStore(st, p, Align(size_of(d)));
+            }
         }
     };
     for (int w : ps.writes) {
@@ -276,7 +292,16 @@ void Em::emit_pass(const Pass& ps, bool last) {
             block_main_loop(b0, be);
             cache_factor = nullptr;
         };
+        if (P.stream_min_bytes && ps.writes.size() == 1) {
+            // streaming stores for a row whose output starts on a vector boundary: K a multiple of
+            // the vector width (Plan::stream_min_bytes), every full vector of the row is aligned
+            const std::size_t slot = P.slots.size() - P.g.outputs().size() + static_cast<std::size_t>(ps.writes[0]);
+            const auto vbytes = static_cast<std::int64_t>(VW) * static_cast<std::int64_t>(size_of(P.slots[slot].dtype));
+            Value* addr = B.CreatePtrToInt(row_base[slot], I64);
+            stream_row = B.CreateAnd(stream_call, B.CreateICmpEQ(B.CreateAnd(addr, ConstantInt::get(I64, vbytes - 1)), ConstantInt::get(I64, 0)));
+        }
         for_each_block(block);
+        stream_row = nullptr;
     } else if (!any_two && !cascaded.empty()) {
         for_each_block([&](Value* b0, Value* be) {
             emit_loop(b0, be, main_body);

@@ -28,6 +28,7 @@ struct Target {
     bool masked_memory = false;  // masked loads/stores in the ISA (AVX-512, AVX for 32/64-bit)
     bool avx512 = false;         // AVX-512F (vscalefps in exp)
     std::size_t l2_bytes = 512 * 1024;  // sizes two-pass blocks
+    std::size_t l3_bytes = 0;           // 0: unknown (no streaming stores)
 };
 
 enum class LseMode : unsigned char { online, two_pass };
@@ -51,6 +52,10 @@ struct Plan {
     // A two-pass loop prefetches the inputs max(block, prefetch_min) elements ahead (the next
     // block, or rows enough to cover memory's latency when a row is one short block).
     std::size_t prefetch_min = 0;
+    // The cached softmax's last pass stores its vector output (one) with non-temporal
+    // (streaming) stores in rows that start on a vector boundary, when one call of the kernel
+    // writes at least this many bytes of it (0: never). See schedule.cpp.
+    std::size_t stream_min_bytes = 0;
     // Elements per block of a one-pass loop's two-level sums (see codegen_row_pass.cpp): each
     // lane adds up at most sum_terms terms before they join the row's sum.
     static constexpr int sum_terms = 64;
