@@ -30,7 +30,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
     const int UM = std::max(U, 4);  // accumulators of the max loops (load + max: latency bound)
     std::vector<Red> reds;
     bool any_two = false;
-    auto additive = [&](const Red& x) { return x.op == Op::sum || x.op == Op::mean || x.op == Op::dot || x.op == Op::logsumexp; };
+    auto additive = [&](const Red& x) { return x.op != Op::amax; };  // sums (an online logsumexp's too)
     // Loops run in pieces of P.sum_block elements, each lane's sums joining the row's (or a
     // two-pass block's) at a piece's end, wherever a row or a block can be longer than that.
     const bool cascade = P.row_sums_in_pieces();
