@@ -279,6 +279,15 @@ inline std::vector<Value> emulate(const Graph& g, const std::vector<Value>& exac
             continue;
         if (!std::isfinite(abs_err)) abs_err = 0;  // the value itself is then inf or NaN
         const bool sum_node = n.op == Op::add || n.op == Op::sub;
+        // Noise keeps a value inside its function's range, as the kernel's functions do:
+        // expm1(-76) is -1 + 1e-33, which noise took below -1, and log1p of it to NaN where the
+        // kernel has log1p(-1) = -inf (amax(log1p(expm1(u))) in fp32).
+        auto in_range = [&](long double y) {
+            if (n.op == Op::expm1) return std::max(y, -1.0L);
+            if (n.op == Op::tanh) return std::clamp(y, -1.0L, 1.0L);
+            if (n.op == Op::sigmoid) return std::clamp(y, 0.0L, 1.0L);
+            return y;
+        };
         auto perturb = [&](long double y, std::size_t j) {
             // A sum or difference of nonzero operands that cancels exactly here: their emulated
             // values rounded alike, by chance (two paths to one exact value, each off by a few
@@ -298,7 +307,7 @@ inline std::vector<Value> emulate(const Graph& g, const std::vector<Value>& exac
             const long double moved = pow_node ? y - exact[static_cast<std::size_t>(i)][j] : 0;
             const long double own = !pow_node ? err(j) : moved != 0 && std::isfinite(moved) ? std::copysign(e, moved) : std::copysign(e, err(j));
             const long double absolute = err(j);  // drawn after `own`: one order with every compiler
-            return pr.round(y * (1 + own * (1 + rel)) + abs_err * absolute);
+            return in_range(pr.round(y * (1 + own * (1 + rel)) + abs_err * absolute));
         };
         // whole numbers added, subtracted or multiplied are exact while they (operands and
         // result) fit the significand (K - 1 must stay an integer: pow(-2, K - 1) depends on it;
