@@ -244,8 +244,10 @@ public:
     // x86's max/min return the second operand when either is NaN, so each is one instruction and
     // NaN flows through the arithmetic to the result without a final select.
     // nonpositive: x <= 0 or NaN is known (an argument minus its max), so no upper clamp.
+    // 512-bit vectors, and fp32 scalars (a kernel's per-row values, which must match its
+    // vectors bit for bit); narrower vectors, which no kernel uses on such a target, exp_full.
     llvm::Value* exp_avx512(llvm::Value* x, bool nonpositive) {
-        if (dbl_ && !is_zmm()) return exp_full(x);
+        if (!is_zmm() && (dbl_ || ft_->isVectorTy())) return exp_full(x);
         llvm::Value* y = sel(olt(x, c(k_->exp_lo)), c(k_->exp_lo), x);
         if (!nonpositive) y = sel(ogt(y, c(k_->exp_hi)), c(k_->exp_hi), y);
         return dbl_ ? exp_scalef_f64(y) : exp_table_f32(y);
@@ -268,8 +270,8 @@ public:
     // those). r = y - (k/16) ln2 with reduce_ln2's fma pair; the first is exact because
     // |k/16| <= 150 keeps (k/16) ln2_hi on a grid of 2^-28, and y, when k != 0, is at least
     // ln2/32 in size and so on a grid of 2^-29. The scale is 2^floor(k/16): vscalefps floors
-    // k/16 itself; other widths (a kernel's scalars) shift k and scale in exactly exp_core's two
-    // steps, so that every width gives the same bits.
+    // k/16 itself; a scalar shifts k and scales in exactly exp_core's two steps, so that both
+    // give the same bits.
     llvm::Value* exp_table_f32(llvm::Value* y) {
         llvm::Value* magic = c(0x1.8p19);
         llvm::Value* t = fma(y, c(k_->log2e), magic);
@@ -285,17 +287,11 @@ public:
         return mul(mul(p, pow2i(n1)), pow2i(b_.CreateSub(n, n1)));
     }
 
-    // table[idx mod 16] per lane: one vpermps for 16 lanes, an indexed constant otherwise.
+    // table[idx mod 16]: one vpermps for 16 lanes, an indexed constant for a scalar.
     llvm::Value* table_lookup(const float (&table)[16], llvm::Value* idx) {
         llvm::Value* tv = llvm::ConstantDataVector::get(b_.getContext(), llvm::ArrayRef<float>(table));
         if (is_zmm()) return b_.CreateIntrinsic(llvm::Intrinsic::x86_avx512_permvar_sf_512, {}, {tv, idx});
-        llvm::Value* low = b_.CreateAnd(idx, ci(15));
-        auto* vt = llvm::dyn_cast<llvm::FixedVectorType>(ft_);
-        if (!vt) return b_.CreateExtractElement(tv, low);
-        llvm::Value* out = llvm::PoisonValue::get(ft_);
-        for (unsigned i = 0; i < vt->getNumElements(); ++i)
-            out = b_.CreateInsertElement(out, b_.CreateExtractElement(tv, b_.CreateExtractElement(low, i)), i);
-        return out;
+        return b_.CreateExtractElement(tv, b_.CreateAnd(idx, ci(15)));
     }
 
     llvm::Value* scalef(llvm::Value* p, llvm::Value* n) {

@@ -11,8 +11,9 @@
 namespace lossjit::jit {
 
 llvm::Value* emit_exp(llvm::IRBuilderBase& b, llvm::Value* x);
-// avx512: the target has AVX-512F; a 512-bit vector x then uses vscalefps/pd (fewer
-// instructions, same results).
+// avx512: the target has AVX-512F; a 512-bit vector x then uses vscalefps/pd, and fp32 (vector
+// or scalar) a table of 2^(j/16): fewer instructions; fp32 results may differ from the other
+// path's in the last bit (both within 1 ulp), the same for vectors and scalars.
 llvm::Value* emit_exp(llvm::IRBuilderBase& b, llvm::Value* x, bool avx512);
 // emit_exp with avx512 = true (for tests: only on a CPU with AVX-512F).
 llvm::Value* emit_exp_avx512(llvm::IRBuilderBase& b, llvm::Value* x);
