@@ -193,7 +193,7 @@ TEST_CASE("limits: K = 10^7 specialized and generic; memory bounded by one scrat
 // and bf16 gradients.
 template <class T>
 void check_streaming_stores(DType dtype) {
-    for (std::size_t K : {std::size_t{32768}, std::size_t{4096}, std::size_t{4099}}) {
+    for (std::size_t K : {std::size_t{32768}, std::size_t{4099}}) {  // streams; cannot (K % 16 != 0)
         CompileOptions o;
         o.row_length = K;
         o.dtype = dtype;
