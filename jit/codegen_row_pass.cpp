@@ -161,7 +161,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
             }
         }
         for (int w : ps.writes) {
-            const std::size_t slot = P.slots.size() - P.g.outputs().size() + static_cast<std::size_t>(w);
+            const std::size_t slot = P.output_slot(w);
             Value* v = B.CreateFMul(V(P.g.outputs()[static_cast<std::size_t>(w)].root, c), scale[slot]);
             const DType d = P.slots[slot].dtype;
             Value* st = to_storage(v, d);
@@ -187,7 +187,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
         }
     };
     for (int w : ps.writes) {
-        const std::size_t slot = P.slots.size() - P.g.outputs().size() + static_cast<std::size_t>(w);
+        const std::size_t slot = P.output_slot(w);
         scale[slot] = splat(slot_scale[slot]);
     }
 
@@ -268,16 +268,16 @@ void Em::emit_pass(const Pass& ps, bool last) {
         });
     };
 
+    // The main loop over [c0, ce), its lane sums then added into the block's or the row's.
+    auto summed_loop = [&](Value* c0, Value* ce) {
+        emit_loop(c0, ce, main_body);
+        flush_block_sums();
+    };
     // The main loop over a block of the two-pass and cached loops: in pieces of P.sum_block
-    // elements where a block can be longer, each piece's lane sums added into the block's or the
-    // row's at its end.
+    // elements where a block can be longer.
     auto block_main_loop = [&](Value* b0, Value* be) {
-        auto piece = [&](Value* c0, Value* ce) {
-            emit_loop(c0, ce, main_body);
-            flush_block_sums();
-        };
-        if (pieces_in_block) for_each_block(piece, P.sum_block, b0, be);
-        else piece(b0, be);
+        if (pieces_in_block) for_each_block(summed_loop, P.sum_block, b0, be);
+        else summed_loop(b0, be);
     };
 
     init_main();
@@ -295,7 +295,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
         if (P.stream_min_bytes && ps.writes.size() == 1) {
             // streaming stores for a row whose output starts on a vector boundary: K a multiple of
             // the vector width (Plan::stream_min_bytes), every full vector of the row is aligned
-            const std::size_t slot = P.slots.size() - P.g.outputs().size() + static_cast<std::size_t>(ps.writes[0]);
+            const std::size_t slot = P.output_slot(ps.writes[0]);
             const auto vbytes = static_cast<std::int64_t>(VW) * static_cast<std::int64_t>(size_of(P.slots[slot].dtype));
             Value* addr = B.CreatePtrToInt(row_base[slot], I64);
             stream_row = B.CreateAnd(stream_call, B.CreateICmpEQ(B.CreateAnd(addr, ConstantInt::get(I64, vbytes - 1)), ConstantInt::get(I64, 0)));
@@ -303,10 +303,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
         for_each_block(block);
         stream_row = nullptr;
     } else if (!any_two && !cascaded.empty()) {
-        for_each_block([&](Value* b0, Value* be) {
-            emit_loop(b0, be, main_body);
-            flush_block_sums();
-        }, P.sum_block);
+        for_each_block(summed_loop, P.sum_block);
     } else if (!any_two) {
         emit_loop(ConstantInt::get(I64, 0), K, main_body);
     } else {

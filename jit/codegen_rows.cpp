@@ -235,7 +235,7 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
     // the vector outputs written by a pass, from their staged columns
     auto store_outputs = [&](const Pass& ps) {
         for (int w : ps.writes) {
-            const std::size_t s = ns - P.g.outputs().size() + static_cast<std::size_t>(w);
+            const std::size_t s = P.output_slot(w);
             const DType d = P.slots[s].dtype;
             for_chunks([&](unsigned c, unsigned width, Value* lane_ok) {
                 std::vector<Value*> col(VW, nullptr);
@@ -301,7 +301,7 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
         }
         std::vector<Value*> scale(ns, nullptr);
         for (int w : ps.writes) {
-            const std::size_t slot = ns - P.g.outputs().size() + static_cast<std::size_t>(w);
+            const std::size_t slot = P.output_slot(w);
             scale[slot] = e.splat(e.slot_scale[slot]);
         }
         Value* skip = B.CreateOr(ign, neg);
@@ -336,7 +336,7 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
                 B.CreateStore(nv, A);
             }
             for (int w : ps.writes) {
-                const std::size_t slot = ns - P.g.outputs().size() + static_cast<std::size_t>(w);
+                const std::size_t slot = P.output_slot(w);
                 Value* v = B.CreateFMul(e.V(P.g.outputs()[static_cast<std::size_t>(w)].root, c), scale[slot]);
                 v = B.CreateSelect(skip, ConstantFP::get(e.VF, 0.0), v);
                 B.CreateAlignedStore(v, slot_ptr_of(out_cols[slot], j), Align(64));

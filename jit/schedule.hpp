@@ -44,6 +44,8 @@ struct Plan {
     std::vector<int> lse_of;  // per softmax/log_softmax node: its logsumexp node, else -1
     std::vector<Pass> passes;
     std::vector<Slot> slots;  // the kernel's arguments: inputs then outputs
+    // The slot of the Graph's output w (outputs follow the inputs, in the Graph's order).
+    std::size_t output_slot(int w) const { return slots.size() - g.outputs().size() + static_cast<std::size_t>(w); }
     std::vector<int> slot_node;  // per slot: the input node, or for outputs the root node
     DType compute = DType::f32;  // f32 or f64
     std::size_t K = 0;           // 0 = generic
