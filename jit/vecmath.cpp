@@ -233,19 +233,22 @@ public:
         llvm::Value* q = dbl_ ? horner(r, kExpQ64) : horner(r, kExpQ32);
         // 1 + (r + r^2 Q): the inner sum is rounded relative to |r| <= 0.35, not to 1.
         llvm::Value* p = add(c(1.0), fma(mul(r, r), q, r));
-        // Scale by 2^n in two exact steps so that overflow gives inf and a denormal result is
-        // rounded once (p * 2^n1 is always a normal number).
-        llvm::Value* n1 = b_.CreateAShr(red.ni, ci(1));
-        llvm::Value* n2 = b_.CreateSub(red.ni, n1);
-        return mul(mul(p, pow2i(n1)), pow2i(n2));
+        return scale_pow2(p, red.ni);
     }
 
-    // exp on a target with AVX-512F, any width. The clamps are written select(x < lo, lo, x):
-    // x86's max/min return the second operand when either is NaN, so each is one instruction and
-    // NaN flows through the arithmetic to the result without a final select.
+    // p 2^n for integer n in [-150, 128] / [-1076, 1024], in two exact steps so that overflow
+    // gives inf and a denormal result is rounded once (p * 2^n1 is always a normal number).
+    llvm::Value* scale_pow2(llvm::Value* p, llvm::Value* n) {
+        llvm::Value* n1 = b_.CreateAShr(n, ci(1));
+        return mul(mul(p, pow2i(n1)), pow2i(b_.CreateSub(n, n1)));
+    }
+
+    // exp on a target with AVX-512F: 512-bit vectors, and fp32 scalars (a kernel's per-row
+    // values, which must match its vectors bit for bit); narrower vectors, which no kernel uses
+    // on such a target, take exp_full. The clamps are written select(x < lo, lo, x): x86's
+    // max/min return the second operand when either is NaN, so each is one instruction and NaN
+    // flows through the arithmetic to the result without a final select.
     // nonpositive: x <= 0 or NaN is known (an argument minus its max), so no upper clamp.
-    // 512-bit vectors, and fp32 scalars (a kernel's per-row values, which must match its
-    // vectors bit for bit); narrower vectors, which no kernel uses on such a target, exp_full.
     llvm::Value* exp_avx512(llvm::Value* x, bool nonpositive) {
         if (!is_zmm() && (dbl_ || ft_->isVectorTy())) return exp_full(x);
         llvm::Value* y = sel(olt(x, c(k_->exp_lo)), c(k_->exp_lo), x);
@@ -282,9 +285,7 @@ public:
         llvm::Value* e = fma(mul(r, r), fma(r, c(kExpTableQ32[1]), c(kExpTableQ32[0])), r);
         llvm::Value* p = fma(two_j16, e, two_j16);
         if (is_zmm()) return scalef(p, k16);
-        llvm::Value* n = b_.CreateAShr(b_.CreateSub(bits(t), bits(magic)), ci(4));
-        llvm::Value* n1 = b_.CreateAShr(n, ci(1));
-        return mul(mul(p, pow2i(n1)), pow2i(b_.CreateSub(n, n1)));
+        return scale_pow2(p, b_.CreateAShr(b_.CreateSub(bits(t), bits(magic)), ci(4)));
     }
 
     // table[idx mod 16]: one vpermps for 16 lanes, an indexed constant for a scalar.
