@@ -292,7 +292,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
             block_main_loop(b0, be);
             cache_factor = nullptr;
         };
-        if (P.stream_min_bytes && ps.writes.size() == 1) {
+        if (P.stream_min_bytes) {
             // streaming stores for a row whose output starts on a vector boundary: K a multiple of
             // the vector width (Plan::stream_min_bytes), every full vector of the row is aligned
             const std::size_t slot = P.output_slot(ps.writes[0]);

@@ -285,14 +285,6 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
             if (pass_of[static_cast<std::size_t>(L)] != static_cast<int>(q) - 1) continue;
             p.cache_lse = L;
             p.lse = LseMode::two_pass;
-            // Gradients larger than L3 leave the cache before anyone reads them: stored with
-            // streaming stores they skip the read of each line a store first makes (RFO), a third
-            // of the traffic. Measured fwd+bwd 512x32000: 13.7-14.4 -> 16.7-17.2 GB/s (Zen 5,
-            // one thread). Smaller outputs stay in cache for their reader. Only for a known K
-            // that is a multiple of the vector width, so that a row starting on a vector boundary
-            // (checked per row) has all its full vectors aligned: a peel to the boundary for any
-            // K cost 12-15 M more instructions in compile() (JIT latency).
-            if (p.K != 0 && p.K % static_cast<std::size_t>(p.vector_width) == 0) p.stream_min_bytes = t.l3_bytes;
             break;
         }
     }
@@ -305,7 +297,16 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
         return !(v && std::string(v) == "0");
     }();
     p.rows = across && p.K != 0 && p.K <= kRowsMaxK && !p.passes.empty();
-    if (p.rows) p.stream_min_bytes = 0;
+    // Gradients larger than L3 leave the cache before anyone reads them: stored with streaming
+    // stores they skip the read of each line a store first makes (RFO), a third of the traffic.
+    // Measured fwd+bwd 512x32000: 13.7-14.4 -> 16.7-17.2 GB/s (Zen 5, one thread). Smaller
+    // outputs stay in cache for their reader. For the cached softmax's last pass writing one
+    // vector output, row by row, and a known K that is a multiple of the vector width, so that a
+    // row starting on a vector boundary (checked per row) has all its full vectors aligned: a
+    // peel to the boundary for any K cost 12-15 M more instructions in compile() (JIT latency).
+    if (p.cache_lse >= 0 && !p.rows && p.passes.back().writes.size() == 1 && p.K != 0 &&
+        p.K % static_cast<std::size_t>(p.vector_width) == 0)
+        p.stream_min_bytes = t.l3_bytes;
     return p;
 }
 
@@ -380,7 +381,7 @@ std::string to_string(const Plan& p) {
         for (int w : ps.writes)
             os << "    write " << g.outputs()[static_cast<std::size_t>(w)].name.view() << " = "
                << node_text(g, g.outputs()[static_cast<std::size_t>(w)].root) << "\n";
-        if (cached && p.stream_min_bytes && ps.writes.size() == 1)
+        if (cached && p.stream_min_bytes)
             os << "    (streaming stores in rows on a vector boundary when a call writes " << p.stream_min_bytes << " bytes or more)\n";
         bool lse = false;
         for (int r : ps.reductions) lse = lse || g[r].op == Op::logsumexp;

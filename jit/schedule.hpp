@@ -54,9 +54,9 @@ struct Plan {
     // A two-pass loop prefetches the inputs max(block, prefetch_min) elements ahead (the next
     // block, or rows enough to cover memory's latency when a row is one short block).
     std::size_t prefetch_min = 0;
-    // The cached softmax's last pass stores its vector output (one) with non-temporal
-    // (streaming) stores in rows that start on a vector boundary, when one call of the kernel
-    // writes at least this many bytes of it (0: never). See schedule.cpp.
+    // The cached softmax's last pass stores its one vector output with non-temporal (streaming)
+    // stores in rows that start on a vector boundary, when one call of the kernel writes at
+    // least this many bytes of it (0: never; see schedule.cpp for when it applies).
     std::size_t stream_min_bytes = 0;
     // Elements per block of a one-pass loop's two-level sums (see codegen_row_pass.cpp): each
     // lane adds up at most sum_terms terms before they join the row's sum.
