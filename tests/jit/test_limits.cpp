@@ -3,9 +3,8 @@
 // bounded by one scratch row per thread).
 #include <sys/resource.h>
 
-#include <cstdlib>
+#include <cstdint>
 #include <cstring>
-#include <memory>
 
 #include "common.hpp"
 
@@ -41,22 +40,6 @@ long double reference_loss(const float* u, std::size_t K, std::int64_t y, long d
     lse = m + logl(s);
     return lse - u[y];
 }
-
-// A 64-byte aligned array (a large std::vector's storage starts 16 bytes past a page).
-template <class T>
-struct AlignedBuffer {
-    explicit AlignedBuffer(std::size_t n) : n_(n), p_(static_cast<T*>(std::aligned_alloc(64, (n * sizeof(T) + 63) / 64 * 64))) {}
-    T* data() { return p_.get(); }
-    std::size_t size() const { return n_; }
-    T& operator[](std::size_t i) { return p_.get()[i]; }
-
-private:
-    struct Free {
-        void operator()(T* p) const { std::free(p); }
-    };
-    std::size_t n_;
-    std::unique_ptr<T, Free> p_;
-};
 
 long peak_rss_kb() {
     rusage ru{};
@@ -207,16 +190,21 @@ void check_streaming_stores(DType dtype) {
             continue;
         }
         const std::size_t threshold = std::stoull(plan.substr(at + mark.size()));
-        const std::size_t Kr = K;
-        const std::size_t N = threshold / (Kr * sizeof(T)) * 2 + 3;  // 2 threads: each above it
-        if (N * Kr * sizeof(T) > (std::size_t{1} << 30)) {
+        const std::size_t N = threshold / (K * sizeof(T)) * 2 + 3;  // 2 threads: each above it
+        if (N * K * sizeof(T) > (std::size_t{1} << 30)) {
             WARN("L3 of " << threshold << " bytes: the batch would be too large to test here");
             continue;
         }
-        INFO("K " << Kr << ", N " << N << ", " << to_string(dtype));
-        std::vector<T> u(N * Kr);
-        const std::size_t pad = 64 / sizeof(T);  // the outputs start at a 64-byte boundary + offset
-        AlignedBuffer<T> want(N * Kr + pad), got(N * Kr + pad);
+        INFO("K " << K << ", N " << N << ", " << to_string(dtype));
+        std::vector<T> u(N * K);
+        // the outputs start at a 64-byte boundary (a large vector's storage is 16 bytes past one)
+        // plus an offset
+        const std::size_t pad = 64 / sizeof(T);
+        std::vector<T> want_store(N * K + 2 * pad), got_store(N * K + 2 * pad);
+        auto boundary = [](std::vector<T>& v) {
+            return v.data() + (64 - reinterpret_cast<std::uintptr_t>(v.data()) % 64) % 64 / sizeof(T);
+        };
+        T *want = boundary(want_store), *got = boundary(got_store);
         std::vector<std::int64_t> y(N);
         std::mt19937 rng(11);
         std::normal_distribution<float> nd(0, 4);
@@ -225,24 +213,24 @@ void check_streaming_stores(DType dtype) {
             else return bf16::from_float(f);
         };
         for (T& x : u) x = value(nd(rng));
-        for (std::size_t r = 0; r < N; ++r) y[r] = static_cast<std::int64_t>(rng() % Kr);
+        for (std::size_t r = 0; r < N; ++r) y[r] = static_cast<std::int64_t>(rng() % K);
         auto run = [&](T* g, std::size_t r0, std::size_t r1, int threads) {
             Batch b;
-            b.bind("u", matrix(static_cast<const T*>(u.data() + r0 * Kr), r1 - r0, Kr)).bind("y", column(y.data() + r0, r1 - r0));
-            b.bind("grad.u", matrix(g + r0 * Kr, r1 - r0, Kr));
+            b.bind("u", matrix(static_cast<const T*>(u.data() + r0 * K), r1 - r0, K)).bind("y", column(y.data() + r0, r1 - r0));
+            b.bind("grad.u", matrix(g + r0 * K, r1 - r0, K));
             return k.run(b.threads(threads).reduction(Reduction::sum)).loss();
         };
-        const std::size_t step = std::max<std::size_t>(1, threshold / (Kr * sizeof(T)) / 2);
+        const std::size_t step = std::max<std::size_t>(1, threshold / (K * sizeof(T)) / 2);
         for (std::size_t offset : {std::size_t{0}, pad / 2, std::size_t{1}}) {  // elements past a 64-byte boundary
             INFO("output " << offset << " elements past a 64-byte boundary");
             double loss_plain = 0;
-            for (std::size_t r0 = 0; r0 < N; r0 += step) loss_plain += run(want.data() + offset, r0, std::min(N, r0 + step), 1);
+            for (std::size_t r0 = 0; r0 < N; r0 += step) loss_plain += run(want + offset, r0, std::min(N, r0 + step), 1);
             for (int threads : {1, 2}) {
-                std::fill(got.data(), got.data() + got.size(), value(0.5f));
-                const double loss = run(got.data() + offset, 0, N, threads);
+                std::fill(got_store.begin(), got_store.end(), value(0.5f));
+                const double loss = run(got + offset, 0, N, threads);
                 CHECK(std::fabs(loss - loss_plain) <= 1e-9 * std::fabs(loss_plain));
                 std::size_t differ = 0;
-                for (std::size_t i = 0; i < N * Kr; ++i) differ += std::memcmp(&got[offset + i], &want[offset + i], sizeof(T)) != 0;
+                for (std::size_t i = 0; i < N * K; ++i) differ += std::memcmp(&got[offset + i], &want[offset + i], sizeof(T)) != 0;
                 INFO(threads << " threads");
                 CHECK(differ == 0);
             }
