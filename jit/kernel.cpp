@@ -241,6 +241,47 @@ double element(const Array& a, std::size_t r, std::size_t j) {
 std::int64_t label(const Array& a, std::size_t r) {
     return a.dtype == DType::i32 ? static_cast<const std::int32_t*>(a.data)[r * a.stride] : static_cast<const std::int64_t*>(a.data)[r * a.stride];
 }
+// The label pre-pass over one label input: marks in skip the rows whose label is ignore_index
+// (when ignoring) and returns the first row whose label is otherwise outside [0, K), N if none.
+// It runs before every run, so it is a branch-free loop over T chunks of rows (its OR reduction
+// vectorizes, in an AVX2 clone where the CPU has it); the first bad row is searched for only when
+// there is one. A loop over the rows asking each label input in turn cost a fifth of the K = 10
+// kernel's time.
+template <class L>
+[[gnu::always_inline]] inline unsigned bad_labels(const L* y, std::size_t stride, std::size_t r0, std::size_t r1, std::size_t K, bool ignoring,
+                                                  std::int64_t ignore, std::uint8_t* skip) {
+    unsigned bad = 0;
+    for (std::size_t r = r0; r < r1; ++r) {
+        const std::int64_t v = y[r * stride];
+        const bool ignored = ignoring && v == ignore;
+        if (ignoring) skip[r] = static_cast<std::uint8_t>(skip[r] | ignored);
+        bad |= static_cast<unsigned>(!ignored & (static_cast<std::uint64_t>(v) >= K));
+    }
+    return bad;
+}
+// (function templates cannot be multiversioned: one clone set per label type)
+__attribute__((target_clones("avx2", "default"))) unsigned bad_labels_i32(const std::int32_t* y, std::size_t stride, std::size_t r0, std::size_t r1,
+                                                                          std::size_t K, bool ignoring, std::int64_t ignore, std::uint8_t* skip) {
+    return bad_labels(y, stride, r0, r1, K, ignoring, ignore, skip);
+}
+__attribute__((target_clones("avx2", "default"))) unsigned bad_labels_i64(const std::int64_t* y, std::size_t stride, std::size_t r0, std::size_t r1,
+                                                                          std::size_t K, bool ignoring, std::int64_t ignore, std::uint8_t* skip) {
+    return bad_labels(y, stride, r0, r1, K, ignoring, ignore, skip);
+}
+std::size_t scan_labels(const Array& a, std::size_t N, std::size_t K, bool ignoring, std::int64_t ignore, std::uint8_t* skip, int T) {
+    unsigned bad = 0;
+#pragma omp parallel for if (T > 1) num_threads(T) schedule(static) reduction(| : bad)
+    for (int t = 0; t < T; ++t) {
+        const std::size_t r0 = N * static_cast<std::size_t>(t) / static_cast<std::size_t>(T);
+        const std::size_t r1 = N * static_cast<std::size_t>(t + 1) / static_cast<std::size_t>(T);
+        bad |= a.dtype == DType::i32 ? bad_labels_i32(static_cast<const std::int32_t*>(a.data), a.stride, r0, r1, K, ignoring, ignore, skip)
+                                     : bad_labels_i64(static_cast<const std::int64_t*>(a.data), a.stride, r0, r1, K, ignoring, ignore, skip);
+    }
+    if (!bad) return N;
+    std::size_t r = 0;
+    while (static_cast<std::uint64_t>(label(a, r)) < K || (ignoring && label(a, r) == ignore)) ++r;
+    return r;
+}
 std::string number(double v) {
     char buf[40];
     std::snprintf(buf, sizeof buf, "%.9g", v);
@@ -443,24 +484,23 @@ Result Kernel::run(const Batch& batch) const {
     int T = batch.thread_count() > 0 ? batch.thread_count() : omp_get_max_threads();
     T = static_cast<int>(std::min<std::size_t>({static_cast<std::size_t>(T), N ? N : 1, std::max<std::size_t>(1, N * K / 8192)}));
     for (std::size_t s : weight_slots) check_weights_not_negative(*bound[s], p.slots[s].name, N, K, T);
-    std::size_t counted = 0;
-    double weight_sum = 0;
-    for (std::size_t r = 0; r < N; ++r) {
-        bool skipped = false;
-        for (std::size_t s : label_slots) {
-            const std::int64_t y = label(*bound[s], r);
-            if (ignoring && y == ignore) {
-                skipped = true;
-                continue;
-            }
-            if (y < 0 || static_cast<std::uint64_t>(y) >= K)
-                throw error("run: label '" + p.slots[s].name + "' at row " + std::to_string(r) + " is " + std::to_string(y) + ", outside [0, " +
-                            std::to_string(K) + ")" + (ignoring ? " and not ignore_index " + std::to_string(ignore) : std::string()));
+    std::vector<std::uint8_t> skip(ignoring ? N : 0, 0);  // rows with a label equal to ignore_index
+    std::size_t bad_slot = ns, bad_row = N;
+    for (std::size_t s : label_slots)
+        if (const std::size_t r = scan_labels(*bound[s], N, K, ignoring, ignore, skip.data(), T); r < bad_row) {
+            bad_row = r;
+            bad_slot = s;
         }
-        if (skipped) continue;
-        ++counted;
-        if (wslot != ns) weight_sum += element(*bound[wslot], r, static_cast<std::size_t>(label(*bound[wlabel], r)));
-    }
+    if (bad_slot != ns)
+        throw error("run: label '" + p.slots[bad_slot].name + "' at row " + std::to_string(bad_row) + " is " +
+                    std::to_string(label(*bound[bad_slot], bad_row)) + ", outside [0, " + std::to_string(K) + ")" +
+                    (ignoring ? " and not ignore_index " + std::to_string(ignore) : std::string()));
+    std::size_t counted = N;
+    for (const std::uint8_t x : skip) counted -= x;
+    double weight_sum = 0;
+    if (wslot != ns)
+        for (std::size_t r = 0; r < N; ++r)
+            if (skip.empty() || !skip[r]) weight_sum += element(*bound[wslot], r, static_cast<std::size_t>(label(*bound[wlabel], r)));
     const Reduction red = batch.reduction();
     const double denom0 = wslot != ns ? weight_sum : static_cast<double>(counted);
     const double red_scale = red != Reduction::mean ? 1.0 : denom0 > 0 ? 1.0 / denom0 : 0.0;
