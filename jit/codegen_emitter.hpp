@@ -363,9 +363,13 @@ public:
     }
 
     // cached softmax (Plan::cache_lse): the scratch row, and while the last pass is emitted,
-    // the current block's factor exp(block max - max) / sum (a vector)
+    // the current block's factor exp(block max - max) / sum (a vector). Where the row is one
+    // block (across rows), the factor is 1 / sum, and cache_top is softmax - 1 at a kept exp of
+    // 1 (a maximal element), -(sum - 1) / sum from the sum of the others: with it softmax - 1
+    // needs no expm1 (a kept exp below 1 is a softmax below 1/2: p - 1 does not cancel).
     Value* scratch = nullptr;
     Value* cache_factor = nullptr;
+    Value* cache_top = nullptr;
     // Plan::stream_min_bytes: whether this call writes that much (i1, from the entry block), and
     // while the last pass is emitted, whether this row's full-vector stores are streaming ones
     // (i1; null: no choice to make)

@@ -49,27 +49,40 @@ Value* minus_logsumexp(Em& e, int i, Ctx& c) {
     return e.B.CreateFSub(e.V(n.a, c), lanes(e.S(l)));
 }
 
+// Whether softmax node i in context c is the cached one (Plan::cache_lse): kept exps times a factor.
+bool cached_softmax(Em& e, int i, const Ctx& c) {
+    return e.P.g[i].op == Op::softmax && c.mode == Ctx::lanes && e.cache_factor && e.P.lse_of[static_cast<std::size_t>(i)] == e.P.cache_lse;
+}
+// The kept exps exp(x - block max) of context c.
+Value* kept_exp(Em& e, Ctx& c) {
+    if (e.rows) return e.B.CreateAlignedLoad(e.VF, e.B.CreateGEP(e.VF, e.rows_exp, c.index), Align(64));
+    Value* p = e.B.CreateGEP(e.F, e.scratch, c.index);
+    const Align al(e.P.compute == DType::f64 ? 8 : 4);
+    return c.mask ? static_cast<Value*>(e.B.CreateMaskedLoad(e.VF, p, al, c.mask, Constant::getNullValue(e.VF))) : e.B.CreateAlignedLoad(e.VF, p, al);
+}
+
 Value* v_softmax(Em& e, int i, Ctx& c) {
-    const Node& n = e.P.g[i];
-    if (n.op == Op::softmax && c.mode == Ctx::lanes && e.cache_factor && e.P.lse_of[static_cast<std::size_t>(i)] == e.P.cache_lse) {
-        if (e.rows) return e.B.CreateFMul(e.B.CreateAlignedLoad(e.VF, e.B.CreateGEP(e.VF, e.rows_exp, c.index), Align(64)), e.cache_factor);
-        Value* p = e.B.CreateGEP(e.F, e.scratch, c.index);
-        const Align al(e.P.compute == DType::f64 ? 8 : 4);
-        Value* x = c.mask ? static_cast<Value*>(e.B.CreateMaskedLoad(e.VF, p, al, c.mask, Constant::getNullValue(e.VF)))
-                          : e.B.CreateAlignedLoad(e.VF, p, al);
-        return e.B.CreateFMul(x, e.cache_factor);
-    }
+    if (cached_softmax(e, i, c)) return e.B.CreateFMul(kept_exp(e, c), e.cache_factor);
     Value* x = minus_logsumexp(e, i, c);
-    return n.op == Op::softmax ? e.exp(x) : x;
+    return e.P.g[i].op == Op::softmax ? e.exp(x) : x;
 }
 
 // softmax(x) - onehot(y), the cross-entropy gradient: at the label's column it cancels as
 // p_y -> 1 (fp32 gives 0 where the value is -1.5e-8, an error of 100%), so there it is
-// expm1(x_y - lse) instead, one scalar per row; every element keeps its relative digits.
+// expm1(x_y - lse) instead, one scalar per row, or from a cached softmax whose row is one block
+// (across rows) minus the others' share (Em::cache_top); every element keeps its relative digits.
 Value* v_sub(Em& e, int i, Ctx& c) {
     Value* d = v_elementwise(e, i, c);
     const Node& n = e.P.g[i];
     if (!e.vec(i) || e.P.g[n.a].op != Op::softmax || e.P.g[n.b].op != Op::onehot) return d;
+    if (e.cache_top && cached_softmax(e, n.a, c)) {
+        auto& B = e.B;
+        Value* one = ConstantFP::get(e.VF, 1.0);
+        Value* kept = kept_exp(e, c);
+        Value* p = B.CreateFMul(kept, e.cache_factor);
+        Value* at_label = B.CreateSelect(B.CreateFCmpOEQ(kept, one), e.cache_top, B.CreateFSub(p, one));
+        return B.CreateSelect(B.CreateFCmpOEQ(e.V(n.b, c), one), at_label, p);
+    }
     Value* at_label = e.row_scalar(i, [&] {
         Ctx g = e.gather_ctx(e.label_index(e.P.g[n.b].a));
         return emit_expm1(e.B, minus_logsumexp(e, n.a, g));

@@ -247,7 +247,8 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
         }
     };
 
-    Value* cache_safe = nullptr;
+    // the cached logsumexp's sum of exp(x - max), and the sum but one maximal element's 1
+    Value *cache_sum = nullptr, *cache_rest = nullptr;
     Value* neg_new = nullptr;  // lanes found masked by the last pass's own logsumexp
     for (std::size_t k = 0; k < P.passes.size(); ++k) {
         const Pass& ps = P.passes[k];
@@ -305,7 +306,13 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
             scale[slot] = e.splat(e.slot_scale[slot]);
         }
         Value* skip = B.CreateOr(ign, neg);
-        if (last && P.cache_lse >= 0) e.cache_factor = e.cached_softmax_factor(cache_safe);
+        // softmax = kept exp(x - max) / sum: here the row is one block, whose max is the row's, so
+        // the factor exp(block max - max - lo) is 1 / sum, a division after the sum where the exp
+        // (and the label's expm1) waited on the loss's log1p: the longest chain of a block of rows
+        if (last && P.cache_lse >= 0) {
+            e.cache_factor = B.CreateFDiv(ConstantFP::get(e.VF, 1.0), cache_sum);
+            e.cache_top = B.CreateFNeg(B.CreateFDiv(cache_rest, cache_sum));
+        }
         columns([&](Value* j) {
             Ctx c = e.lanes_ctx(j, nullptr);
             for (int r : ps.reductions) {
@@ -343,7 +350,7 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
             }
         });
         store_outputs(ps);
-        e.cache_factor = nullptr;
+        e.cache_factor = e.cache_top = nullptr;
         Value* neg_pass = nullptr;
         for (int r : ps.reductions) {
             const Node& n = P.g[r];
@@ -354,15 +361,15 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
                 // lse = hi + lo, lo = log1p(count - 1 + the sum of the others): -inf when no
                 // element counts (all -inf)
                 Value* hi = row_max[static_cast<std::size_t>(r)];
-                Value* rest = B.CreateFAdd(B.CreateFSub(B.CreateLoad(e.VF, cnts[static_cast<std::size_t>(r)]), ConstantFP::get(e.VF, 1.0)), v);
+                Value* cnt = B.CreateLoad(e.VF, cnts[static_cast<std::size_t>(r)]);
+                Value* rest = B.CreateFAdd(B.CreateFSub(cnt, ConstantFP::get(e.VF, 1.0)), v);
                 Value* lo = emit_log1p(B, rest);
                 e.lse_hi[static_cast<std::size_t>(r)] = hi;
                 e.lse_lo[static_cast<std::size_t>(r)] = lo;
                 res = B.CreateFAdd(hi, lo);
                 if (r == P.cache_lse) {
-                    e.cache_M = hi;
-                    e.cache_lo = lo;
-                    cache_safe = safe_max[static_cast<std::size_t>(r)];
+                    cache_sum = B.CreateFAdd(cnt, v);
+                    cache_rest = rest;
                 }
                 Value* ni = B.CreateAnd(e.isneginf(res), e.rowmask);
                 neg_pass = neg_pass ? B.CreateOr(neg_pass, ni) : ni;

@@ -186,8 +186,9 @@ RowReference reference_row(const std::vector<long double>& u, std::size_t y) {
 // error of |u_j - max| eps: errors are also given per unit of that spread ("ulp / (1 + |d|)",
 // d = u_j - max for a class, the largest |d| whose exp does not underflow for the loss).
 // The target class's gradient, softmax - 1, is measured in ulps of itself, also per unit of the
-// row's spread (it is minus the other classes' share, whose exps carry that error; the kernel
-// computes it as expm1(u_y - lse), so p_y -> 1 does not cancel), and as an absolute error in
+// row's spread (it is minus the other classes' share, whose exps carry that error; the kernels
+// compute it as expm1(u_y - lse), or across rows from the others' share, so p_y -> 1 does not
+// cancel), and as an absolute error in
 // units of the type's epsilon.
 struct CeStats {
     jt::UlpStats loss, loss_norm, other, other_norm, target, target_norm, target_eps;
