@@ -90,6 +90,46 @@ TEST_CASE("errors: a label out of range names the row and the value") {
     CHECK(s.untouched());
 }
 
+// The label pre-pass scans each label input on its own, on the run's threads: the error still
+// names the first bad row over all of them, and a row ignored in both inputs is skipped once.
+TEST_CASE("errors: of bad labels in two label inputs the first row's is named") {
+    Graph g;  // the cross-entropy of u against two labels
+    const int u = g.input("u", InputKind::logits), ly = g.input("y", InputKind::label), lt = g.input("t", InputKind::label);
+    const int lse = g.apply(Op::logsumexp, u);
+    g.add_output("loss", g.apply(Op::add, g.apply(Op::sub, lse, g.apply(Op::at, u, ly)), g.apply(Op::sub, lse, g.apply(Op::at, u, lt))));
+    CompileOptions o;
+    o.dtypes = {{"t", DType::i32}};
+    const Kernel k = compile(g, o);
+    const std::size_t N = 4096, K = 10;  // N * K large enough for the run to use 2 threads
+    std::vector<float> x(N * K, 0.5f), loss(N, 42.0f);
+    std::vector<std::int64_t> y(N, 3);
+    std::vector<std::int32_t> t(N, 4);
+    auto batch = [&] {
+        Batch b;
+        b.bind("u", matrix(x.data(), N, K)).bind("y", column(y.data(), N)).bind("t", column(t.data(), N)).bind("loss", column(loss.data(), N));
+        return b.threads(2);
+    };
+    y[3001] = 10;
+    y[3900] = -7;
+    t[2500] = -5;
+    t[2600] = 11;
+    CHECK_THROWS_WITH(k.run(batch()), Contains("label 't' at row 2500 is -5, outside [0, 10)"));
+    t[2500] = -100;  // ignore_index: the row is skipped, t[2600] is next
+    CHECK_THROWS_WITH(k.run(batch()), Contains("label 't' at row 2600 is 11, outside [0, 10)"));
+    t[2600] = 4;
+    CHECK_THROWS_WITH(k.run(batch()), Contains("label 'y' at row 3001 is 10, outside [0, 10) and not ignore_index -100"));
+    for (float v : loss) CHECK(v == 42.0f);
+    y[3001] = y[3900] = 3;
+    y[2500] = -100;  // ignored in both inputs: one row
+    y[7] = -100;
+    const Result r = k.run(batch());
+    CHECK(r.ignored == 2);
+    CHECK(r.counted == N - 2);
+    CHECK(loss[7] == 0.0f);
+    CHECK(loss[2500] == 0.0f);
+    CHECK(loss[8] > 0.0f);
+}
+
 TEST_CASE("errors: shape mismatch between bound arrays") {
     Setup s;
     Batch b = s.batch();
