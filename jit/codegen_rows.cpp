@@ -208,15 +208,17 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
             f(c, width, B.CreateICmpULT(lanes, e.splat(ConstantInt::get(e.I32, width))));
         }
     };
+    // Row l of the block, clamped to the block's last row: a block past the end of the rows
+    // loads its last row again in the lanes beyond, and stores them there first (rows are
+    // stored last to first), so the last row's own store comes after. Every load and store
+    // then has the constant mask of its chunk's columns: a mask per row (a compare and a move
+    // to a mask register each, kept for the stores) cost more than the loads.
+    Value* last_row = B.CreateSub(B.CreateSub(re, r0), ConstantInt::get(e.I64, 1));
     auto row_ptr = [&](std::size_t s, unsigned l, unsigned c) {
-        Value* at = B.CreateAdd(B.CreateMul(ConstantInt::get(e.I64, l), e.slot_stride[s]), ConstantInt::get(e.I64, c * VW));
+        Value* li = ConstantInt::get(e.I64, l);
+        Value* row = l == 0 ? li : B.CreateSelect(B.CreateICmpSLT(last_row, li), last_row, li);
+        Value* at = B.CreateAdd(B.CreateMul(row, e.slot_stride[s]), ConstantInt::get(e.I64, c * VW));
         return B.CreateGEP(e.storage(P.slots[s].dtype), e.row_base[s], at);
-    };
-    // the lane mask of row l of the block: lane_ok if the row is one of the block's rows (a
-    // scalar compare, no lane of a vector mask extracted: 16 of them cost more than the loads)
-    Value* block_rows = B.CreateSub(re, r0);
-    auto row_mask = [&](unsigned l, Value* lane_ok) {
-        return B.CreateSelect(B.CreateICmpSLT(ConstantInt::get(e.I64, l), block_rows), lane_ok, Constant::getNullValue(lane_ok->getType()));
     };
     for (std::size_t s = 0; s < ns; ++s) {
         AllocaInst* cols = e.rows_cols[s];
@@ -226,7 +228,7 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
         for_chunks([&](unsigned c, unsigned width, Value* lane_ok) {
             std::vector<Value*> rows;
             for (unsigned l = 0; l < VW; ++l)
-                rows.push_back(e.to_compute(B.CreateMaskedLoad(vt, row_ptr(s, l, c), Align(size_of(d)), row_mask(l, lane_ok), Constant::getNullValue(vt)), d));
+                rows.push_back(e.to_compute(B.CreateMaskedLoad(vt, row_ptr(s, l, c), Align(size_of(d)), lane_ok, Constant::getNullValue(vt)), d));
             std::vector<Value*> col = transpose(B, rows, VW, e.VF);
             for (unsigned j = 0; j < width; ++j)  // skipped rows read as 0, whatever they hold
                 B.CreateAlignedStore(B.CreateSelect(e.rowmask, col[j], ConstantFP::get(e.VF, 0.0)), B.CreateConstGEP1_64(e.VF, cols, c * VW + j), Align(64));
@@ -241,8 +243,7 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
                 std::vector<Value*> col(VW, nullptr);
                 for (unsigned j = 0; j < width; ++j) col[j] = B.CreateAlignedLoad(e.VF, B.CreateConstGEP1_64(e.VF, out_cols[s], c * VW + j), Align(64));
                 std::vector<Value*> rows = transpose(B, col, VW, e.VF);
-                for (unsigned l = 0; l < VW; ++l)
-                    B.CreateMaskedStore(e.to_storage(rows[l], d), row_ptr(s, l, c), Align(size_of(d)), row_mask(l, lane_ok));
+                for (unsigned l = VW; l-- > 0;) B.CreateMaskedStore(e.to_storage(rows[l], d), row_ptr(s, l, c), Align(size_of(d)), lane_ok);
             });
         }
     };
