@@ -363,13 +363,20 @@ public:
     }
 
     // cached softmax (Plan::cache_lse): the scratch row, and while the last pass is emitted,
-    // the current block's factor exp(block max - max) / sum (a vector). Where the row is one
-    // block (across rows), the factor is 1 / sum, and cache_top is softmax - 1 at a kept exp of
-    // 1 (a maximal element), -(sum - 1) / sum from the sum of the others: with it softmax - 1
-    // needs no expm1 (a kept exp below 1 is a softmax below 1/2: p - 1 does not cancel).
+    // the current block's factor exp(block max - max) / sum (a vector).
     Value* scratch = nullptr;
     Value* cache_factor = nullptr;
+    // Where the row is one block (across rows; K known and at most Plan::block), the kept exps'
+    // sum (maximal elements counted) and the sum but one maximal element's 1, per row: the
+    // factor is then 1 / sum, a division where the exp waited on the loss's log1p, and
+    // cache_top is softmax - 1 at a kept exp of 1 (a maximal element), -rest / sum: softmax - 1
+    // needs no expm1 of its own (a kept exp below 1 is a softmax below 1/2: p - 1 does not cancel).
+    Value *cache_sum = nullptr, *cache_rest = nullptr;
     Value* cache_top = nullptr;
+    void whole_row_softmax() {
+        cache_factor = splat(B.CreateFDiv(ConstantFP::get(cache_sum->getType(), 1.0), cache_sum));
+        cache_top = splat(B.CreateFNeg(B.CreateFDiv(cache_rest, cache_sum)));
+    }
     // Plan::stream_min_bytes: whether this call writes that much (i1, from the entry block), and
     // while the last pass is emitted, whether this row's full-vector stores are streaming ones
     // (i1; null: no choice to make)

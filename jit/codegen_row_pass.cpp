@@ -287,10 +287,14 @@ void Em::emit_pass(const Pass& ps, bool last) {
     if (!any_two && last && P.cache_lse >= 0) {
         // softmax from the kept exps: blocks as in the pass that kept them, each with its factor
         auto block = [&](Value* b0, Value* be) {
-            Value* bm = B.CreateLoad(F, scratch_block_max(B.CreateUDiv(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)))));
-            cache_factor = splat(cached_softmax_factor(bm));
+            if (cache_sum) {
+                whole_row_softmax();
+            } else {
+                Value* bm = B.CreateLoad(F, scratch_block_max(B.CreateUDiv(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)))));
+                cache_factor = splat(cached_softmax_factor(bm));
+            }
             block_main_loop(b0, be);
-            cache_factor = nullptr;
+            cache_factor = cache_top = nullptr;
         };
         if (P.stream_min_bytes) {
             // streaming stores for a row whose output starts on a vector boundary: K a multiple of
@@ -419,7 +423,12 @@ void Em::emit_pass(const Pass& ps, bool last) {
             Value *hi, *rest;
             if (r.two_pass) {
                 hi = B.CreateLoad(F, r.M);
-                rest = B.CreateFAdd(B.CreateFSub(B.CreateLoad(F, r.Cnt), cf(1.0)), B.CreateLoad(F, r.Sum));
+                Value *cnt = B.CreateLoad(F, r.Cnt), *sum = B.CreateLoad(F, r.Sum);
+                rest = B.CreateFAdd(B.CreateFSub(cnt, cf(1.0)), sum);
+                if (r.node == P.cache_lse && P.K != 0 && P.K <= P.block) {  // one block (Em::cache_sum)
+                    cache_sum = B.CreateFAdd(cnt, sum);
+                    cache_rest = rest;
+                }
             } else {
                 std::vector<Value*> ms, ss;
                 Value* mv = nullptr;

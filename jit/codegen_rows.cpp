@@ -255,8 +255,6 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
         }
     };
 
-    // the cached logsumexp's sum of exp(x - max), and the sum but one maximal element's 1
-    Value *cache_sum = nullptr, *cache_rest = nullptr;
     Value* neg_new = nullptr;  // lanes found masked by the last pass's own logsumexp
     for (std::size_t k = 0; k < P.passes.size(); ++k) {
         const Pass& ps = P.passes[k];
@@ -314,13 +312,7 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
             scale[slot] = e.splat(e.slot_scale[slot]);
         }
         Value* skip = B.CreateOr(ign, neg);
-        // softmax = kept exp(x - max) / sum: here the row is one block, whose max is the row's, so
-        // the factor exp(block max - max - lo) is 1 / sum, a division after the sum where the exp
-        // (and the label's expm1) waited on the loss's log1p: the longest chain of a block of rows
-        if (last && P.cache_lse >= 0) {
-            e.cache_factor = B.CreateFDiv(ConstantFP::get(e.VF, 1.0), cache_sum);
-            e.cache_top = B.CreateFNeg(B.CreateFDiv(cache_rest, cache_sum));
-        }
+        if (last && P.cache_lse >= 0) e.whole_row_softmax();  // a row is one block
         columns([&](Value* j) {
             Ctx c = e.lanes_ctx(j, nullptr);
             for (int r : ps.reductions) {
@@ -376,8 +368,8 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
                 e.lse_lo[static_cast<std::size_t>(r)] = lo;
                 res = B.CreateFAdd(hi, lo);
                 if (r == P.cache_lse) {
-                    cache_sum = B.CreateFAdd(cnt, v);
-                    cache_rest = rest;
+                    e.cache_sum = B.CreateFAdd(cnt, v);
+                    e.cache_rest = rest;
                 }
                 Value* ni = B.CreateAnd(e.isneginf(res), e.rowmask);
                 neg_pass = neg_pass ? B.CreateOr(neg_pass, ni) : ni;
