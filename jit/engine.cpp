@@ -10,6 +10,7 @@
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
 #include <llvm/ExecutionEngine/Orc/ThreadSafeModule.h>
 #include <llvm/IR/LegacyPassManager.h>
+#include <llvm/IR/OptBisect.h>
 #include <llvm/MC/MCSubtargetInfo.h>
 #include <llvm/MC/TargetRegistry.h>
 #include <llvm/Passes/PassBuilder.h>
@@ -280,7 +281,18 @@ Jit& the_jit() {
     return *jit;
 }
 
+// Loop strength reduction skipped in the kernels' contexts (a per-context gate, so other LLVM
+// users in the process keep it): the kernels' loops index their rows with one induction variable
+// and x86's scaled-index addressing, LSR found nothing to gain there (the same speed, ce_probe)
+// and cost 19 M of the generic kernel's 159 M compile() instructions (callgrind).
+struct SkipLoopStrengthReduction final : OptPassGate {
+    bool shouldRunPass(const StringRef pass, StringRef) override { return pass != "Loop Strength Reduction"; }
+    bool isEnabled() const override { return true; }
+};
+
 std::unique_ptr<Module> module_for(LLVMContext& ctx, const Plan& p, const std::string& id) {
+    static SkipLoopStrengthReduction gate;
+    if (p.opt_level < 3) ctx.setOptPassGate(gate);
     auto m = emit_module(ctx, p, host(), "lossjit_kernel");
     m->setModuleIdentifier(id);
     m->addModuleFlag(Module::Warning, "lossjit.opt", static_cast<uint32_t>(p.opt_level));
