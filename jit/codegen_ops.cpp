@@ -70,7 +70,8 @@ Value* v_softmax(Em& e, int i, Ctx& c) {
 // softmax(x) - onehot(y), the cross-entropy gradient: at the label's column it cancels as
 // p_y -> 1 (fp32 gives 0 where the value is -1.5e-8, an error of 100%), so there it is
 // expm1(x_y - lse) instead, one scalar per row, or from a cached softmax whose row is one block
-// (across rows) minus the others' share (Em::cache_top); every element keeps its relative digits.
+// (across rows, or K known within Plan::block) minus the others' share (Em::cache_top); every
+// element keeps its relative digits.
 Value* v_sub(Em& e, int i, Ctx& c) {
     Value* d = v_elementwise(e, i, c);
     const Node& n = e.P.g[i];
