@@ -5,7 +5,8 @@
 // node's result (the real inputs included unless whole; not the exact ops: neg, abs, sign,
 // step, min, max, amax, at, onehot) is perturbed by a random relative error of up to 4 units in
 // the last place of the compute type (fp32 or fp64; bf16 kernels compute in fp32) and then
-// rounded to that type.
+// rounded to that type; a result in the type's subnormal range also gets up to 4 of its
+// absolute units (see perturb).
 // Row reductions (sum, mean, dot, logsumexp, softmax, log_softmax) also get an absolute error of
 // (2 + sqrt(K)) such units times the sum of their terms' magnitudes: what K additions can lose.
 // step and sign of a value within rounding of 0 take either side (break_ties below; outputs
@@ -64,6 +65,7 @@ struct Precision {
     long double min_normal() const {
         return f32 ? std::numeric_limits<float>::min() : std::numeric_limits<double>::min();
     }
+    long double subnormal_unit() const { return 2 * min_normal() * unit(); }  // 2^-149, 2^-1074
     long double round(long double x) const {
         return f32 ? static_cast<long double>(static_cast<float>(x)) : static_cast<long double>(static_cast<double>(x));
     }
@@ -71,7 +73,7 @@ struct Precision {
 
 inline constexpr int emulations = 4;
 enum class Noise { random, coherent, alternating };  // see above
-inline constexpr long double noise_ulps = 4, spread_factor = 4, rel_floor_ulps = 8;
+inline constexpr long double noise_ulps = 4, spread_factor = 4, rel_floor_ulps = 8, subnormal_units = 4;
 
 enum class Cls { finite, pos_inf, neg_inf, nan };
 inline Cls classify(long double x) {
@@ -172,7 +174,11 @@ inline Value whole_exponent_ties(const Value& base, Value b, Precision pr, Rng& 
 // Nor a sum, mean or dot whose terms' magnitudes add up beyond the compute type's range: its
 // partial sums may overflow in the kernel's order (to either infinity, or NaN from both) where
 // the emulations, rounding only the result, see a finite mean (mean(u) of two u of 3e38 in
-// fp32: +inf in the kernel, 1e38 here).
+// fp32: +inf in the kernel, 1e38 here). Nor a division by a value within a few units of 0 in
+// the compute type's subnormal range (2^-149 in fp32), which the kernel may round to 0 where
+// the emulations do not: the quotient then turns infinite (the fp32 gradient of
+// amax(p^4 / p^4), p = log1p(u) of u near -1e-6, has s / p^4 - p^4 s / p^8: +inf in the
+// kernel where p^8 is 1e-45, finite or NaN in the emulations).
 enum class Bound : std::uint8_t { emulated, class_only, none };
 
 // The sum of the magnitudes of the K terms of a sum, mean or dot node n, from values v.
@@ -218,12 +224,23 @@ inline std::vector<Bound> unsampled(const Graph& g, const std::vector<Value>& v,
         const Value& a = v[static_cast<std::size_t>(n.a)];
         return terms_magnitude(n, v, a.is_vector ? a.v.size() : 1) > top;
     };
+    auto subnormal_divisor = [&](const Node& n) {
+        if (n.op != Op::div) return false;
+        auto subnormal = [&](long double y) { return y != 0 && std::fabs(y) < 2 * subnormal_units * pr.subnormal_unit(); };
+        const Value& b = v[static_cast<std::size_t>(n.b)];
+        for (std::size_t j = 0; j < (b.is_vector ? b.v.size() : 1); ++j) {
+            if (subnormal(b[j])) return true;
+            for (const auto& e : emu)
+                if (subnormal(e[static_cast<std::size_t>(n.b)][j])) return true;
+        }
+        return false;
+    };
     for (int i = 0; i < g.size(); ++i) {
         const Node& n = g[i];
         auto d = [&](int k) { return k >= 0 ? dep[static_cast<std::size_t>(k)] : Bound::emulated; };
         Bound& out = dep[static_cast<std::size_t>(i)];
         out = std::max(d(n.a), d(n.b));
-        if (exponent_ties(n) || partial_sums_overflow(n)) out = Bound::none;
+        if (exponent_ties(n) || partial_sums_overflow(n) || subnormal_divisor(n)) out = Bound::none;
         else if (out == Bound::emulated && (ties_beyond_tolerance(n, v[static_cast<std::size_t>(i)]) || moved_beyond_one(n))) out = Bound::class_only;
     }
     return dep;
@@ -307,7 +324,14 @@ inline std::vector<Value> emulate(const Graph& g, const std::vector<Value>& exac
             const long double moved = pow_node ? y - exact[static_cast<std::size_t>(i)][j] : 0;
             const long double own = !pow_node ? err(j) : moved != 0 && std::isfinite(moved) ? std::copysign(e, moved) : std::copysign(e, err(j));
             const long double absolute = err(j);  // drawn after `own`: one order with every compiler
-            return in_range(pr.round(y * (1 + own * (1 + rel)) + abs_err * absolute));
+            // A result in the compute type's subnormal range has absolute units (2^-149 in fp32),
+            // where the kernel's may be off by more than one (an exp scaled into that range rounds
+            // twice in the scalar and SSE paths) and noise of relative units rounds away: it gets
+            // up to subnormal_units of those (pow(log1p(u), 8) of u = -8e-6 is 1.9e-41 in fp32,
+            // and s / p^4 - p^4 s / p^8 magnifies its last bits 10^20 times: 1.7 in the kernel,
+            // the exact value 0, the emulations -0.27 to 0 without this noise).
+            const long double subnormal = y != 0 && std::fabs(y) < pr.min_normal() ? err(j) / e * subnormal_units * pr.subnormal_unit() : 0;
+            return in_range(pr.round(y * (1 + own * (1 + rel)) + abs_err * absolute + subnormal));
         };
         // whole numbers added, subtracted or multiplied are exact while they (operands and
         // result) fit the significand (K - 1 must stay an integer: pow(-2, K - 1) depends on it;
