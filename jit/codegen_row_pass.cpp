@@ -364,7 +364,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
                 Value* sb = hsum(v);  // the block: sum exp(x - bm) = cb + sb
                 Value* cb = B.CreateUIToFP(w, F);
                 Value* bm = bm_raw[k];
-                if (P.K != 0 && P.K <= P.block) {  // the whole row is one block: nothing to merge
+                if (P.row_is_one_block()) {  // nothing to merge
                     B.CreateStore(sb, r.Sum);
                     B.CreateStore(cb, r.Cnt);
                     B.CreateStore(bm, r.M);
@@ -425,7 +425,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
                 hi = B.CreateLoad(F, r.M);
                 Value *cnt = B.CreateLoad(F, r.Cnt), *sum = B.CreateLoad(F, r.Sum);
                 rest = B.CreateFAdd(B.CreateFSub(cnt, cf(1.0)), sum);
-                if (r.node == P.cache_lse && P.K != 0 && P.K <= P.block) {  // one block (Em::cache_sum)
+                if (r.node == P.cache_lse && P.row_is_one_block()) {  // Em::cache_sum
                     cache_sum = B.CreateFAdd(cnt, sum);
                     cache_rest = rest;
                 }

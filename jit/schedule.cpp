@@ -359,7 +359,7 @@ std::string to_string(const Plan& p) {
         if (two && p.rows) {
             os << "    a max loop over the columns, then the main loop\n";
         } else if (two) {
-            const bool whole = p.K != 0 && p.K <= p.block;
+            const bool whole = p.row_is_one_block();
             os << "    "
                << (whole ? "whole row in cache: a max loop, then the main loop"
                          : "in blocks of " + std::to_string(p.block) + " elements: per block a max loop, then the main loop, merged by rescaling")
@@ -377,7 +377,10 @@ std::string to_string(const Plan& p) {
             os << "\n";
         }
         if (cached)
-            os << "    softmax(" << node_text(g, g[p.cache_lse].a) << ") = kept exp * exp(block max - max) / sum\n";
+            os << "    softmax(" << node_text(g, g[p.cache_lse].a) << ") = "
+               << (p.row_is_one_block() ? "kept exp / sum (softmax - 1 at a kept exp of 1: -(sum - 1) / sum)"
+                                        : "kept exp * exp(block max - max) / sum")
+               << "\n";
         for (int w : ps.writes)
             os << "    write " << g.outputs()[static_cast<std::size_t>(w)].name.view() << " = "
                << node_text(g, g.outputs()[static_cast<std::size_t>(w)].root) << "\n";

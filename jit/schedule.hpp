@@ -65,6 +65,8 @@ struct Plan {
     // Loops run in pieces of sum_block elements, each lane's sums joining the row's (or a
     // two-pass block's) at a piece's end, where a row (or a block) can be longer than that.
     bool row_sums_in_pieces() const { return K == 0 || K > sum_block; }
+    // K known and within one two-pass block (the across-rows kernel's rows are one block too)
+    bool row_is_one_block() const { return rows || (K != 0 && K <= block); }
     bool block_sums_in_pieces() const { return (K == 0 ? block : std::min(K, block)) > sum_block; }
     int vector_width = 4;        // elements per vector
     int unroll = 1;
