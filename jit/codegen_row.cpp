@@ -85,7 +85,8 @@ void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector
         for (int i = 0; i < P.g.size(); ++i)
             if (live[static_cast<std::size_t>(i)] && P.g[i].op == Op::at && P.depth[static_cast<std::size_t>(i)] <= static_cast<int>(k))
                 e.S(i);
-        e.emit_pass(P.passes[k], k + 1 == P.passes.size());
+        const std::vector<Pass> groups = P.pass_groups(P.passes[k]);
+        for (std::size_t j = 0; j < groups.size(); ++j) e.emit_pass(groups[j], k + 1 == P.passes.size() && j + 1 == groups.size());
         // a logsumexp of -inf (every element -inf: a fully masked row): the row is skipped
         Value* neg = nullptr;
         for (int red : P.passes[k].reductions)

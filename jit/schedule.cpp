@@ -304,10 +304,32 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
     // vector output, row by row, and a known K that is a multiple of the vector width, so that a
     // row starting on a vector boundary (checked per row) has all its full vectors aligned: a
     // peel to the boundary for any K cost 12-15 M more instructions in compile() (JIT latency).
+    p.group_budget = (t.avx512 ? 32 : 16) / 2;
     if (p.cache_lse >= 0 && !p.rows && p.passes.back().writes.size() == 1 && p.K != 0 &&
         p.K % static_cast<std::size_t>(p.vector_width) == 0)
         p.stream_min_bytes = t.l3_bytes;
     return p;
+}
+
+std::vector<Pass> Plan::pass_groups(const Pass& ps) const {
+    // vector accumulators of a reduction in its loops: a two-pass logsumexp's max loop has at
+    // least 4 (codegen_row_pass.cpp), an online one a max and a sum per unrolled copy
+    auto cost = [&](int r) {
+        if (g[r].op != Op::logsumexp) return unroll;
+        return lse == LseMode::two_pass ? std::max(unroll, 4) : 2 * unroll;
+    };
+    std::vector<Pass> out(1);
+    int used = 0;
+    for (int r : ps.reductions) {
+        if (!out.back().reductions.empty() && used + cost(r) > group_budget) {
+            out.emplace_back();
+            used = 0;
+        }
+        out.back().reductions.push_back(r);
+        used += cost(r);
+    }
+    out.back().writes = ps.writes;
+    return out;
 }
 
 std::string to_string(const Plan& p) {
@@ -370,6 +392,9 @@ std::string to_string(const Plan& p) {
             os << "    " << (cached ? "in the kept exps' blocks" : "one loop") << ", its sums in two levels: each lane's join the row's every "
                << p.sum_block << " elements\n";
         }
+        if (const std::size_t n = p.pass_groups(ps).size(); n > 1 && !p.rows)
+            os << "    its reductions in " << n << " groups, each with loops of its own (accumulators in at most " << p.group_budget
+               << " vector registers)\n";
         for (int r : ps.reductions) {
             os << "    reduce %" << r << " = " << node_text(g, r);
             if (g[r].op == Op::logsumexp) os << (p.lse == LseMode::online ? "   [online: running max with rescaling]" : "   [max, then sum of exp(x - max)]");

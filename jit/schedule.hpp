@@ -70,6 +70,13 @@ struct Plan {
     bool block_sums_in_pieces() const { return (K == 0 ? block : std::min(K, block)) > sum_block; }
     int vector_width = 4;        // elements per vector
     int unroll = 1;
+    // Row by row, a pass's reductions run in groups, each with loops of its own over the row, so
+    // that the accumulators of a group fit in half the vector registers (group_budget of them):
+    // a pass of 64 logsumexps had 256 max accumulators in one loop, spilled in every iteration,
+    // and its register allocation grew faster than the loss. The last group writes the pass's
+    // vector outputs.
+    int group_budget = 16;
+    std::vector<Pass> pass_groups(const Pass& ps) const;
     bool masked_loop = false;  // one loop with every iteration masked (AVX-512), no separate tail
     int opt_level = 2;
     DType label_dtype = DType::i64;

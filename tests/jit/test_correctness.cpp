@@ -119,6 +119,30 @@ TEST_CASE("bf16 logits with fp32 math and the gradient rounded once") {
     }
 }
 
+TEST_CASE("a pass with more reductions than its loops have registers for runs them in groups") {
+    // sum over i < 12 of CE(u / (i + 1), y), and mean(u): 12 two-pass logsumexps, 4 vector
+    // accumulators each in their max loop, against the 32 registers of AVX-512
+    Graph g;
+    const int u = g.input("u", InputKind::logits), y = g.input("y", InputKind::label);
+    int loss = g.apply(Op::mean, u), grad = g.apply(Op::div, g.constant(1), g.row_length());
+    for (int i = 0; i < 12; ++i) {
+        const int c = g.constant(1.0 / (i + 1));
+        const int uc = g.apply(Op::mul, u, c);
+        loss = g.apply(Op::add, loss, g.apply(Op::sub, g.apply(Op::logsumexp, uc), g.apply(Op::mul, c, g.apply(Op::at, u, y))));
+        grad = g.apply(Op::add, grad, g.apply(Op::mul, c, g.apply(Op::sub, g.apply(Op::softmax, uc), g.apply(Op::onehot, y))));
+    }
+    g.add_output("loss", loss);
+    g.add_output("grad.u", grad);
+    for (std::size_t K : {0, 1000, 40000})
+        for (auto mode : {jt::Mode::normal, jt::Mode::neg_inf}) {
+            CompileOptions o;
+            o.row_length = K;
+            const std::size_t k_run = K ? K : 333;
+            const Kernel k = jt::check_case({"twelve_temperatures", g, {}}, K == 40000 ? 3 : 9, k_run, o, mode, static_cast<std::uint32_t>(k_run));
+            CHECK(k.schedule().find("its reductions in ") != std::string::npos);
+        }
+}
+
 TEST_CASE("logsumexp strategies online and two-pass and blocked rows") {
     const Graph g = jt::ce_soft();
     for (auto lse : {CompileOptions::Lse::online, CompileOptions::Lse::two_pass})
