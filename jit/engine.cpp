@@ -255,8 +255,11 @@ Jit& the_jit() {
         auto* j = new Jit;  // lives for the process: kernels may run until exit
         JITTargetMachineBuilder jtmb = host_jtmb();
         DiskWriter* dw = &j->disk;
+        // the data layout from this thread's target machine: LLJIT would build a target machine
+        // of its own only to ask it (JIT latency)
         auto built = LLJITBuilder()
                          .setJITTargetMachineBuilder(jtmb)
+                         .setDataLayout(thread_tm().createDataLayout())
                          .setCompileFunctionCreator([dw](JITTargetMachineBuilder b) -> Expected<std::unique_ptr<IRCompileLayer::IRCompiler>> {
                              return std::make_unique<ThreadCompiler>(std::move(b), dw);
                          })
