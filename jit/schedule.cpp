@@ -111,6 +111,14 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
     for (std::size_t j = 0; j < o.params.size(); ++j)
         if (!used_param[j]) throw error("compile: the graph has no param named '" + o.params[j].first + "'");
     for (const Output& out : c.outputs()) p.g.add_output(out.name.view(), map[static_cast<std::size_t>(out.root)]);
+    // A class index is a label input, which the run checks against [0, K) before the kernel
+    // reads or writes at it (the DSL's label<>; a Graph built by hand could give any scalar).
+    for (int i = 0; i < p.g.size(); ++i) {
+        const Node& n = p.g[i];
+        const int y = n.op == Op::onehot ? n.a : n.op == Op::at ? n.b : -1;
+        if (y >= 0 && !(p.g[y].op == Op::input && p.g[y].kind == InputKind::label))
+            throw error("compile: " + std::string(info(n.op).name) + " needs a label input as its class index, not " + node_text(p.g, y));
+    }
 
     // softmax / log_softmax need logsumexp of their argument: add it (shared if present).
     const int n0 = p.g.size();

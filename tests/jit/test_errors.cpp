@@ -35,6 +35,16 @@ Kernel ce(std::size_t K = 0) {
 
 }  // namespace
 
+TEST_CASE("errors: a class index that is not a label input") {
+    Graph g;  // Graph built by hand: at(u, s) and onehot(s) of a scalar input s
+    const int u = g.input("u", InputKind::logits), s = g.input("s", InputKind::scalar);
+    Graph at_s = g, onehot_s = g;
+    at_s.add_output("loss", at_s.apply(Op::at, u, s));
+    onehot_s.add_output("grad.u", onehot_s.apply(Op::onehot, s));
+    REQUIRE_THROWS_WITH(compile(at_s, CompileOptions{}), Contains("at needs a label input as its class index, not s"));
+    REQUIRE_THROWS_WITH(compile(onehot_s, CompileOptions{}), Contains("onehot needs a label input as its class index, not s"));
+}
+
 TEST_CASE("errors: missing binding") {
     Setup s;
     Batch b;
