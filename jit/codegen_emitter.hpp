@@ -365,6 +365,9 @@ public:
     // cached softmax (Plan::cache_lse): the scratch row, and while the last pass is emitted,
     // the current block's factor exp(block max - max) / sum (a vector).
     Value* scratch = nullptr;
+    // While the last pass's loop is emitted (row by row): onehot is 0 in every lane, and the
+    // outputs' elements at the labels are stored after the loop (Em::emit_pass).
+    bool onehot_off = false;
     Value* cache_factor = nullptr;
     // Where the row is one block (across rows; K known and at most Plan::block), the kept exps'
     // sum (maximal elements counted) and the sum but one maximal element's 1, per row: the
@@ -373,9 +376,14 @@ public:
     // needs no expm1 of its own (a kept exp below 1 is a softmax below 1/2: p - 1 does not cancel).
     Value *cache_sum = nullptr, *cache_rest = nullptr;
     Value* cache_top = nullptr;
+    // The same two per row, unsplatted: for a gather of the cached softmax (row by row), where
+    // the row is one block.
+    Value *row_factor = nullptr, *row_top = nullptr;
     void whole_row_softmax() {
-        cache_factor = splat(B.CreateFDiv(ConstantFP::get(cache_sum->getType(), 1.0), cache_sum));
-        cache_top = splat(B.CreateFNeg(B.CreateFDiv(cache_rest, cache_sum)));
+        row_factor = B.CreateFDiv(ConstantFP::get(cache_sum->getType(), 1.0), cache_sum);
+        row_top = B.CreateFNeg(B.CreateFDiv(cache_rest, cache_sum));
+        cache_factor = splat(row_factor);
+        cache_top = splat(row_top);
     }
     // Plan::stream_min_bytes: whether this call writes that much (i1, from the entry block), and
     // while the last pass is emitted, whether this row's full-vector stores are streaming ones

@@ -50,19 +50,25 @@ Value* minus_logsumexp(Em& e, int i, Ctx& c) {
 }
 
 // Whether softmax node i in context c is the cached one (Plan::cache_lse): kept exps times a factor.
+// A gather is one where the row is one block (Em::row_factor).
 bool cached_softmax(Em& e, int i, const Ctx& c) {
-    return e.P.g[i].op == Op::softmax && c.mode == Ctx::lanes && e.cache_factor && e.P.lse_of[static_cast<std::size_t>(i)] == e.P.cache_lse;
+    const bool here = c.mode == Ctx::lanes ? e.cache_factor != nullptr : c.mode == Ctx::gather && e.row_factor && !e.rows;
+    return e.P.g[i].op == Op::softmax && here && e.P.lse_of[static_cast<std::size_t>(i)] == e.P.cache_lse;
 }
 // The kept exps exp(x - block max) of context c.
 Value* kept_exp(Em& e, Ctx& c) {
     if (e.rows) return e.B.CreateAlignedLoad(e.VF, e.B.CreateGEP(e.VF, e.rows_exp, c.index), Align(64));
     Value* p = e.B.CreateGEP(e.F, e.scratch, c.index);
     const Align al(e.P.compute == DType::f64 ? 8 : 4);
+    if (c.mode == Ctx::gather) return e.B.CreateAlignedLoad(e.F, p, al);
     return c.mask ? static_cast<Value*>(e.B.CreateMaskedLoad(e.VF, p, al, c.mask, Constant::getNullValue(e.VF))) : e.B.CreateAlignedLoad(e.VF, p, al);
 }
+// The cached softmax's factor and top (Em::cache_top) in context c.
+Value* cache_factor(Em& e, const Ctx& c) { return c.mode == Ctx::gather ? e.row_factor : e.cache_factor; }
+Value* cache_top(Em& e, const Ctx& c) { return c.mode == Ctx::gather ? e.row_top : e.cache_top; }
 
 Value* v_softmax(Em& e, int i, Ctx& c) {
-    if (cached_softmax(e, i, c)) return e.B.CreateFMul(kept_exp(e, c), e.cache_factor);
+    if (cached_softmax(e, i, c)) return e.B.CreateFMul(kept_exp(e, c), cache_factor(e, c));
     Value* x = minus_logsumexp(e, i, c);
     return e.P.g[i].op == Op::softmax ? e.exp(x) : x;
 }
@@ -73,15 +79,16 @@ Value* v_softmax(Em& e, int i, Ctx& c) {
 // (across rows, or K known within Plan::block) minus the others' share (Em::cache_top); every
 // element keeps its relative digits.
 Value* v_sub(Em& e, int i, Ctx& c) {
-    Value* d = v_elementwise(e, i, c);
     const Node& n = e.P.g[i];
+    if (e.onehot_off && c.mode == Ctx::lanes && e.P.g[n.b].op == Op::onehot) return e.V(n.a, c);
+    Value* d = v_elementwise(e, i, c);
     if (!e.vec(i) || e.P.g[n.a].op != Op::softmax || e.P.g[n.b].op != Op::onehot) return d;
-    if (e.cache_top && cached_softmax(e, n.a, c)) {
+    if (cache_top(e, c) && cached_softmax(e, n.a, c)) {
         auto& B = e.B;
-        Value* one = ConstantFP::get(e.VF, 1.0);
         Value* kept = kept_exp(e, c);
-        Value* p = B.CreateFMul(kept, e.cache_factor);
-        Value* at_label = B.CreateSelect(B.CreateFCmpOEQ(kept, one), e.cache_top, B.CreateFSub(p, one));
+        Value* one = ConstantFP::get(kept->getType(), 1.0);
+        Value* p = B.CreateFMul(kept, cache_factor(e, c));
+        Value* at_label = B.CreateSelect(B.CreateFCmpOEQ(kept, one), cache_top(e, c), B.CreateFSub(p, one));
         return B.CreateSelect(B.CreateFCmpOEQ(e.V(n.b, c), one), at_label, p);
     }
     Value* at_label = e.row_scalar(i, [&] {
@@ -111,6 +118,7 @@ Value* m_sub(Em& e, int i, Value* a, Value* b) {
 
 Value* v_onehot(Em& e, int i, Ctx& c) {
     const Node& n = e.P.g[i];
+    if (e.onehot_off && c.mode == Ctx::lanes && !e.rows) return ConstantFP::get(e.VF, 0.0);
     Value* y = e.label_index(n.a);
     if (e.rows) {  // y: the rows' labels; c.index: column j or, gathering, the rows' columns
         auto* v32 = FixedVectorType::get(e.I32, static_cast<unsigned>(e.VW));

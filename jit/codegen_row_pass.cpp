@@ -190,6 +190,30 @@ void Em::emit_pass(const Pass& ps, bool last) {
         const std::size_t slot = P.output_slot(w);
         scale[slot] = splat(slot_scale[slot]);
     }
+    // Writes that read onehot(y): their elements at the labels (label inputs, which the run has
+    // checked to be in [0, K); make_plan admits no other class index) are computed here, as
+    // gathers (before the loop, which may overwrite the inputs in place), and stored after the
+    // loop, whose lanes all take onehot as 0: the compare of every lane's column with the label
+    // and the selects (softmax - 1 at the label) leave the loop, which becomes loads, multiplies
+    // and stores (bf16 gradients 1.06-1.12x faster, fp32 in cache 1.04x: ce_probe).
+    struct LabelElement {
+        std::size_t slot;
+        Value* y;
+        Value* v;
+    };
+    std::vector<LabelElement> at_labels;
+    const bool cached_last = !any_two && last && P.cache_lse >= 0;
+    if (cached_last && cache_sum) whole_row_softmax();  // the row is one block: its factors
+    for (int l : P.labels_after_loop(ps, last)) {
+        Value* y = label_index(l);
+        for (int w : ps.writes) {
+            const std::size_t slot = P.output_slot(w);
+            Ctx g = gather_ctx(y);
+            Value* v = B.CreateFMul(V(P.g.outputs()[static_cast<std::size_t>(w)].root, g), slot_scale[slot]);
+            at_labels.push_back({slot, y, to_storage(v, P.slots[slot].dtype)});
+        }
+    }
+    onehot_off = !at_labels.empty();
 
     // for (b0 = lo; b0 < hi; b0 += size) body(b0, min(b0 + size, hi)), over the row by default;
     // no loop when a known K fits one block (less IR to optimize and select: JIT latency)
@@ -284,17 +308,15 @@ void Em::emit_pass(const Pass& ps, bool last) {
     for_each_cascaded([&](Red& r, std::size_t u) {
         if (!r.two_pass) reset(r, r.ra[u], r.rb.empty() ? nullptr : r.rb[u], true);
     });
-    if (!any_two && last && P.cache_lse >= 0) {
+    if (cached_last) {
         // softmax from the kept exps: blocks as in the pass that kept them, each with its factor
+        // (one block: from the sums, above)
         auto block = [&](Value* b0, Value* be) {
-            if (cache_sum) {
-                whole_row_softmax();
-            } else {
+            if (!cache_sum) {
                 Value* bm = B.CreateLoad(F, scratch_block_max(B.CreateUDiv(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)))));
                 cache_factor = splat(cached_softmax_factor(bm));
             }
             block_main_loop(b0, be);
-            cache_factor = cache_top = nullptr;
         };
         if (P.stream_min_bytes) {
             // streaming stores for a row whose output starts on a vector boundary: K a multiple of
@@ -388,6 +410,11 @@ void Em::emit_pass(const Pass& ps, bool last) {
             }
         });
     }
+
+    onehot_off = false;
+    cache_factor = cache_top = row_factor = row_top = nullptr;
+    for (const LabelElement& a : at_labels)
+        B.CreateAlignedStore(a.v, element_ptr(static_cast<int>(a.slot), a.y), Align(size_of(P.slots[a.slot].dtype)));
 
     for_each_cascaded([&](Red& r, std::size_t u) {  // the row's sums, where the finish reads them
         if (r.two_pass) return;

@@ -350,7 +350,7 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
             }
         });
         store_outputs(ps);
-        e.cache_factor = e.cache_top = nullptr;
+        e.cache_factor = e.cache_top = e.row_factor = e.row_top = nullptr;
         Value* neg_pass = nullptr;
         for (int r : ps.reductions) {
             const Node& n = P.g[r];

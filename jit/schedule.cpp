@@ -340,6 +340,25 @@ std::vector<Pass> Plan::pass_groups(const Pass& ps) const {
     return out;
 }
 
+std::vector<int> Plan::labels_after_loop(const Pass& ps, bool last) const {
+    std::vector<int> labels;
+    if (!last || rows || !ps.reductions.empty()) return labels;
+    std::vector<bool> seen(static_cast<std::size_t>(g.size()), false);
+    auto walk = [&](auto& self, int i) -> void {
+        if (i < 0 || !vector_node[static_cast<std::size_t>(i)] || seen[static_cast<std::size_t>(i)]) return;
+        seen[static_cast<std::size_t>(i)] = true;
+        const Node& n = g[i];
+        if (n.op == Op::onehot) {
+            if (std::find(labels.begin(), labels.end(), n.a) == labels.end()) labels.push_back(n.a);
+            return;
+        }
+        self(self, n.a);
+        self(self, n.b);
+    };
+    for (int w : ps.writes) walk(walk, g.outputs()[static_cast<std::size_t>(w)].root);
+    return labels;
+}
+
 std::string to_string(const Plan& p) {
     std::ostringstream os;
     const Graph& g = p.g;
@@ -417,6 +436,9 @@ std::string to_string(const Plan& p) {
         for (int w : ps.writes)
             os << "    write " << g.outputs()[static_cast<std::size_t>(w)].name.view() << " = "
                << node_text(g, g.outputs()[static_cast<std::size_t>(w)].root) << "\n";
+        for (int y : p.labels_after_loop(ps, k + 1 == p.passes.size()))
+            os << "    (the loop takes onehot(" << node_text(g, y) << ") as 0; the element at " << node_text(g, y)
+               << " is computed before it and stored after it)\n";
         if (cached && p.stream_min_bytes)
             os << "    (streaming stores in rows on a vector boundary when a call writes " << p.stream_min_bytes << " bytes or more)\n";
         bool lse = false;
