@@ -394,10 +394,27 @@ public:
     // The factor turning a block's kept exps exp(x - bm) into softmax: exp(bm - M - lo). Where the
     // block holds the row's +inf max, bm - M is inf - inf: taken as 0, so that finite elements keep
     // exp(-inf) * f = 0 and the +inf ones their NaN, as exp(x - lse) in the other kernels.
-    Value* cached_softmax_factor(Value* bm) {
-        Value* d = B.CreateSelect(B.CreateFCmpOEQ(bm, cache_M), Constant::getNullValue(bm->getType()), B.CreateFSub(bm, cache_M));
-        return exp(B.CreateFSub(d, cache_lo));
+    Value* cached_softmax_factor(Value* bm) { return softmax_factor(bm, cache_M, cache_lo); }
+    Value* softmax_factor(Value* bm, Value* M, Value* lo) {
+        Value* d = B.CreateSelect(B.CreateFCmpOEQ(bm, M), Constant::getNullValue(bm->getType()), B.CreateFSub(bm, M));
+        return exp(B.CreateFSub(d, lo));
     }
+    // Plan::pipelined: the row whose last pass is pending (its gradient row, logsumexp, whether
+    // it streams, and its element at the label, computed while its inputs were intact), and
+    // while a block of the next row's exp loop is emitted, that row's factor for the block.
+    struct Pending {
+        AllocaInst *row = nullptr, *out = nullptr, *M = nullptr, *lo = nullptr, *stream = nullptr, *y = nullptr, *at_y = nullptr;
+    } pending;
+    Value* pending_factor = nullptr;  // non-null: the exp loop also does the pending row's vector
+    void pending_init();                                  // codegen_row.cpp
+    void pending_carry();                                 // this row becomes the pending one
+    void pending_vector(Value* i, Value* mask);           // one vector of the pending row
+    Value* pending_block_factor(Value* b0);               // before this row's block max is kept
+    void pending_finish_label();                          // its element at the label; none pending
+    void pending_pass();                                  // the whole pass, after the rows
+    // A vector output's store: masked, streaming (a branch the row always takes the same way) or plain.
+    void store_output(Value* st, Value* p, DType d, Value* mask, Value* stream);
+    Value* row_streams(std::size_t slot);  // i1: this row's full vectors of the output stream (null: never)
     Value* scratch_block_max(Value* block_index) {
         Value* base = B.CreateGEP(F, scratch, B.CreateAdd(K, ConstantInt::get(I64, 16)));
         return B.CreateGEP(F, base, block_index);

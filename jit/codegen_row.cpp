@@ -28,6 +28,7 @@ void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector
     Function* fn = e.fn;
     Type* I8 = Type::getInt8Ty(C);
     const std::size_t ns = P.slots.size();
+    if (P.pipelined) e.pending_init();
     AllocaInst* skipped_acc = B.CreateAlloca(e.D);  // rows skipped for a logsumexp of -inf
     B.CreateStore(ConstantFP::get(e.D, 0.0), skipped_acc);
     AllocaInst* row = B.CreateAlloca(e.I64);
@@ -85,6 +86,10 @@ void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector
         for (int i = 0; i < P.g.size(); ++i)
             if (live[static_cast<std::size_t>(i)] && P.g[i].op == Op::at && P.depth[static_cast<std::size_t>(i)] <= static_cast<int>(k))
                 e.S(i);
+        if (P.pipelined && k + 1 == P.passes.size()) {
+            e.pending_carry();  // the next row's exp loop, or the end, runs this pass
+            continue;
+        }
         const std::vector<Pass> groups = P.pass_groups(P.passes[k]);
         for (std::size_t j = 0; j < groups.size(); ++j) e.emit_pass(groups[j], k + 1 == P.passes.size() && j + 1 == groups.size());
         // a logsumexp of -inf (every element -inf: a fully masked row): the row is skipped
@@ -144,6 +149,7 @@ void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector
     B.CreateBr(cond);
 
     B.SetInsertPoint(done);
+    if (P.pipelined) e.pending_pass();
     for (std::size_t s = 0; s < ns; ++s)
         if (acc[s]) {
             Value* p = B.CreateConstGEP1_64(e.D, sums, s);
@@ -156,6 +162,102 @@ void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector
     // streaming stores are weakly ordered: fenced before the caller (another thread) reads them
     if (P.stream_min_bytes) B.CreateIntrinsic(Intrinsic::x86_sse_sfence, {}, {});
     B.CreateRetVoid();
+}
+
+// Plan::pipelined. A row's last pass (its gradient from the kept exps) waits, as the pending
+// row, for the next row's exp loop: there, block by block, each vector of the pending row is
+// read from the scratch row before this row's exp replaces it, scaled and stored. The scratch
+// row serves both (each element read, then written, once). A skipped row leaves the pending
+// one pending; after the rows, the last one's pass runs alone.
+void Em::pending_init() {
+    pending.row = alloca(B.getInt1Ty());
+    pending.out = alloca(B.getPtrTy());
+    pending.M = alloca(F);
+    pending.lo = alloca(F);
+    pending.stream = alloca(B.getInt1Ty());
+    pending.y = alloca(I64);
+    pending.at_y = alloca(storage(P.slots[P.output_slot(P.passes.back().writes[0])].dtype));
+    B.CreateStore(B.getFalse(), pending.row);
+}
+
+namespace {
+int pending_root(const Plan& P) { return P.g.outputs()[static_cast<std::size_t>(P.passes.back().writes[0])].root; }
+}  // namespace
+
+void Em::pending_carry() {
+    const std::size_t slot = P.output_slot(P.passes.back().writes[0]);
+    const int root = pending_root(P);
+    B.CreateStore(row_base[slot], pending.out);
+    B.CreateStore(cache_M, pending.M);
+    B.CreateStore(cache_lo, pending.lo);
+    Value* streams = row_streams(slot);
+    B.CreateStore(streams ? streams : B.getFalse(), pending.stream);
+    if (P.g[root].op == Op::sub) {  // softmax - onehot(y): the element at y, while the inputs are intact
+        Value* y = label_index(P.g[P.g[root].b].a);
+        Ctx g = gather_ctx(y);
+        B.CreateStore(y, pending.y);
+        B.CreateStore(to_storage(B.CreateFMul(V(root, g), slot_scale[slot]), P.slots[slot].dtype), pending.at_y);
+    }
+    B.CreateStore(B.getTrue(), pending.row);
+}
+
+Value* Em::pending_block_factor(Value* b0) {
+    Value* bm = B.CreateLoad(F, scratch_block_max(B.CreateUDiv(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)))));
+    return softmax_factor(bm, B.CreateLoad(F, pending.M), B.CreateLoad(F, pending.lo));
+}
+
+void Em::pending_vector(Value* i, Value* mask) {
+    const std::size_t slot = P.output_slot(P.passes.back().writes[0]);
+    const DType d = P.slots[slot].dtype;
+    const Align al(P.compute == DType::f64 ? 8 : 4);
+    Value* p = B.CreateGEP(F, scratch, i);
+    Value* kept = mask ? static_cast<Value*>(B.CreateMaskedLoad(VF, p, al, mask, Constant::getNullValue(VF))) : B.CreateAlignedLoad(VF, p, al);
+    Value* v = B.CreateFMul(B.CreateFMul(kept, splat(pending_factor)), splat(slot_scale[slot]));  // as the pass would
+    Value* out = B.CreateGEP(storage(d), B.CreateLoad(B.getPtrTy(), pending.out), i);
+    store_output(to_storage(v, d), out, d, mask, P.stream_min_bytes ? B.CreateLoad(B.getInt1Ty(), pending.stream) : nullptr);
+}
+
+void Em::pending_finish_label() {
+    const std::size_t slot = P.output_slot(P.passes.back().writes[0]);
+    const DType d = P.slots[slot].dtype;
+    if (P.g[pending_root(P)].op == Op::sub) {
+        BasicBlock* put = BasicBlock::Create(C, "pending.label", fn);
+        BasicBlock* next = BasicBlock::Create(C, "pending.done", fn);
+        B.CreateCondBr(B.CreateLoad(B.getInt1Ty(), pending.row), put, next);
+        B.SetInsertPoint(put);
+        Value* out = B.CreateGEP(storage(d), B.CreateLoad(B.getPtrTy(), pending.out), B.CreateLoad(I64, pending.y));
+        B.CreateAlignedStore(B.CreateLoad(storage(d), pending.at_y), out, Align(size_of(d)));
+        B.CreateBr(next);
+        B.SetInsertPoint(next);
+    }
+    B.CreateStore(B.getFalse(), pending.row);
+}
+
+void Em::pending_pass() {
+    BasicBlock* run = BasicBlock::Create(C, "pending.pass", fn);
+    BasicBlock* cond = BasicBlock::Create(C, "pending.block", fn);
+    BasicBlock* body = BasicBlock::Create(C, "pending.block.body", fn);
+    BasicBlock* exit = BasicBlock::Create(C, "pending.exit", fn);
+    B.CreateCondBr(B.CreateLoad(B.getInt1Ty(), pending.row), run, exit);
+    B.SetInsertPoint(run);
+    AllocaInst* bs = alloca(I64);
+    B.CreateStore(ConstantInt::get(I64, 0), bs);
+    B.CreateBr(cond);
+    B.SetInsertPoint(cond);
+    Value* b0 = B.CreateLoad(I64, bs);
+    BasicBlock* blocks_done = BasicBlock::Create(C, "pending.label.put", fn);
+    B.CreateCondBr(B.CreateICmpSLT(b0, K), body, blocks_done);
+    B.SetInsertPoint(body);
+    Value* b1 = B.CreateAdd(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)));
+    pending_factor = pending_block_factor(b0);
+    emit_loop(b0, B.CreateSelect(B.CreateICmpSLT(b1, K), b1, K), [&](Value* i, Value* mask, int) { pending_vector(i, mask); });
+    pending_factor = nullptr;
+    B.CreateStore(b1, bs);
+    B.CreateBr(cond);
+    B.SetInsertPoint(blocks_done);
+    pending_finish_label();
+    B.CreateBr(exit);
+    B.SetInsertPoint(exit);
 }
 
 }  // namespace lossjit::jit::codegen_detail

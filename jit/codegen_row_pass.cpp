@@ -97,6 +97,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
         ahead = B.CreateSelect(B.CreateICmpSGT(ahead, least), ahead, least);
     }
     auto main_body = [&](Value* i, Value* mask, int u) {
+        if (pending_factor) pending_vector(i, mask);  // reads the kept exps before this row's replace them
         Ctx c = lanes_ctx(i, mask);
         if (ahead && !mask)
             for (std::size_t s = 0; s < P.slots.size(); ++s)
@@ -165,25 +166,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
             Value* v = B.CreateFMul(V(P.g.outputs()[static_cast<std::size_t>(w)].root, c), scale[slot]);
             const DType d = P.slots[slot].dtype;
             Value* st = to_storage(v, d);
-            Value* p = element_ptr(static_cast<int>(slot), i);
-            if (mask) {
-                B.CreateMaskedStore(st, p, Align(size_of(d)), mask);
-            } else if (stream_row) {  // a branch the row always takes the same way
-                BasicBlock* nt_bb = BasicBlock::Create(C, "store.stream", fn);
-                BasicBlock* plain_bb = BasicBlock::Create(C, "store.plain", fn);
-                BasicBlock* done = BasicBlock::Create(C, "store.done", fn);
-                B.CreateCondBr(stream_row, nt_bb, plain_bb);
-                B.SetInsertPoint(nt_bb);
-                StoreInst* nt = B.CreateAlignedStore(st, p, Align(static_cast<std::uint64_t>(VW) * size_of(d)));
-                nt->setMetadata(LLVMContext::MD_nontemporal, MDNode::get(C, {ConstantAsMetadata::get(B.getInt32(1))}));
-                B.CreateBr(done);
-                B.SetInsertPoint(plain_bb);
-                B.CreateAlignedStore(st, p, Align(size_of(d)));
-                B.CreateBr(done);
-                B.SetInsertPoint(done);
-            } else {
-                B.CreateAlignedStore(st, p, Align(size_of(d)));
-            }
+            store_output(st, element_ptr(static_cast<int>(slot), i), d, mask, stream_row);
         }
     };
     for (int w : ps.writes) {
@@ -318,14 +301,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
             }
             block_main_loop(b0, be);
         };
-        if (P.stream_min_bytes) {
-            // streaming stores for a row whose output starts on a vector boundary: K a multiple of
-            // the vector width (Plan::stream_min_bytes), every full vector of the row is aligned
-            const std::size_t slot = P.output_slot(ps.writes[0]);
-            const auto vbytes = static_cast<std::int64_t>(VW) * static_cast<std::int64_t>(size_of(P.slots[slot].dtype));
-            Value* addr = B.CreatePtrToInt(row_base[slot], I64);
-            stream_row = B.CreateAnd(stream_call, B.CreateICmpEQ(B.CreateAnd(addr, ConstantInt::get(I64, vbytes - 1)), ConstantInt::get(I64, 0)));
-        }
+        stream_row = row_streams(P.output_slot(ps.writes[0]));
         for_each_block(block);
         stream_row = nullptr;
     } else if (!any_two && !cascaded.empty()) {
@@ -339,7 +315,13 @@ void Em::emit_pass(const Pass& ps, bool last) {
                 B.CreateStore(cf(0.0), r.Cnt);
                 B.CreateStore(cf(0.0), r.Sum);
             }
+        // Plan::pipelined: the exp loop of the group that keeps the exps also does the pending
+        // row's last pass, where a row is pending
+        bool keeps = false;
+        for (const Red& r : reds) keeps = keeps || r.node == P.cache_lse;
+        Value* is_pending = P.pipelined && keeps ? B.CreateLoad(B.getInt1Ty(), pending.row) : nullptr;
         for_each_block([&](Value* b0, Value* be) {
+            Value* factor = is_pending ? pending_block_factor(b0) : nullptr;
             for (Red& r : reds)
                 if (r.two_pass)
                     for (int u = 0; u < UM; ++u) B.CreateStore(ConstantFP::get(VF, -INFINITY), r.a[static_cast<std::size_t>(u)]);
@@ -372,7 +354,23 @@ void Em::emit_pass(const Pass& ps, bool last) {
                     if (!r.rb.empty()) B.CreateStore(ConstantFP::get(VF, 0.0), r.rb[static_cast<std::size_t>(u)], true);
                 }
             }
-            block_main_loop(b0, be);
+            if (is_pending) {  // the loop twice: with the pending row's vectors and without
+                BasicBlock* both = BasicBlock::Create(C, "pipelined", fn);
+                BasicBlock* alone = BasicBlock::Create(C, "alone", fn);
+                BasicBlock* join = BasicBlock::Create(C, "exp.done", fn);
+                B.CreateCondBr(is_pending, both, alone);
+                B.SetInsertPoint(both);
+                pending_factor = factor;
+                block_main_loop(b0, be);
+                pending_factor = nullptr;
+                B.CreateBr(join);
+                B.SetInsertPoint(alone);
+                block_main_loop(b0, be);
+                B.CreateBr(join);
+                B.SetInsertPoint(join);
+            } else {
+                block_main_loop(b0, be);
+            }
             for (std::size_t k = 0; k < reds.size(); ++k) {
                 Red& r = reds[k];
                 if (!r.two_pass) continue;
@@ -409,6 +407,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
                 B.CreateStore(Mn, r.M);
             }
         });
+        if (is_pending) pending_finish_label();
     }
 
     onehot_off = false;
@@ -498,6 +497,36 @@ void Em::emit_pass(const Pass& ps, bool last) {
         }
         reduced[static_cast<std::size_t>(r.node)] = res;
         scal[static_cast<std::size_t>(r.node)] = res;
+    }
+}
+
+// Streaming stores for a row whose output starts on a vector boundary: K a multiple of the
+// vector width (Plan::stream_min_bytes), every full vector of the row is aligned. Null: never.
+Value* Em::row_streams(std::size_t slot) {
+    if (!P.stream_min_bytes) return nullptr;
+    const auto vbytes = static_cast<std::int64_t>(VW) * static_cast<std::int64_t>(size_of(P.slots[slot].dtype));
+    Value* addr = B.CreatePtrToInt(row_base[slot], I64);
+    return B.CreateAnd(stream_call, B.CreateICmpEQ(B.CreateAnd(addr, ConstantInt::get(I64, vbytes - 1)), ConstantInt::get(I64, 0)));
+}
+
+void Em::store_output(Value* st, Value* p, DType d, Value* mask, Value* stream) {
+    if (mask) {
+        B.CreateMaskedStore(st, p, Align(size_of(d)), mask);
+    } else if (stream) {  // a branch the row always takes the same way
+        BasicBlock* nt_bb = BasicBlock::Create(C, "store.stream", fn);
+        BasicBlock* plain_bb = BasicBlock::Create(C, "store.plain", fn);
+        BasicBlock* done = BasicBlock::Create(C, "store.done", fn);
+        B.CreateCondBr(stream, nt_bb, plain_bb);
+        B.SetInsertPoint(nt_bb);
+        StoreInst* nt = B.CreateAlignedStore(st, p, Align(static_cast<std::uint64_t>(VW) * size_of(d)));
+        nt->setMetadata(LLVMContext::MD_nontemporal, MDNode::get(C, {ConstantAsMetadata::get(B.getInt32(1))}));
+        B.CreateBr(done);
+        B.SetInsertPoint(plain_bb);
+        B.CreateAlignedStore(st, p, Align(size_of(d)));
+        B.CreateBr(done);
+        B.SetInsertPoint(done);
+    } else {
+        B.CreateAlignedStore(st, p, Align(size_of(d)));
     }
 }
 

@@ -313,6 +313,21 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
     // row starting on a vector boundary (checked per row) has all its full vectors aligned: a
     // peel to the boundary for any K cost 12-15 M more instructions in compile() (JIT latency).
     p.group_budget = (t.avx512 ? 32 : 16) / 2;
+    // Pipelined rows: one row's gradient pass is stores (to memory, past the L3 for large
+    // batches) and a multiply, the next row's exp loop arithmetic; run apart, memory waits for
+    // the arithmetic and the arithmetic for memory. Measured (ce_probe, fwd+bwd, one thread):
+    // see the README. LOSSJIT_PIPELINE=0 turns it off (for comparisons).
+    static const bool pipeline = [] {
+        const char* v = std::getenv("LOSSJIT_PIPELINE");
+        return !(v && std::string(v) == "0");
+    }();
+    if (pipeline && !p.rows && p.K > p.block && p.cache_lse >= 0 && p.passes.size() == 2 && p.passes[1].reductions.empty() &&
+        p.passes[1].writes.size() == 1) {
+        const int root = p.g.outputs()[static_cast<std::size_t>(p.passes[1].writes[0])].root;
+        const Node& n = p.g[root];
+        auto cached = [&](int i) { return p.g[i].op == Op::softmax && p.lse_of[static_cast<std::size_t>(i)] == p.cache_lse; };
+        p.pipelined = cached(root) || (n.op == Op::sub && cached(n.a) && p.g[n.b].op == Op::onehot);
+    }
     if (p.cache_lse >= 0 && !p.rows && p.passes.back().writes.size() == 1 && p.K != 0 &&
         p.K % static_cast<std::size_t>(p.vector_width) == 0)
         p.stream_min_bytes = t.l3_bytes;
@@ -436,6 +451,8 @@ std::string to_string(const Plan& p) {
         for (int w : ps.writes)
             os << "    write " << g.outputs()[static_cast<std::size_t>(w)].name.view() << " = "
                << node_text(g, g.outputs()[static_cast<std::size_t>(w)].root) << "\n";
+        if (k + 1 == p.passes.size() && p.pipelined)
+            os << "    (pipelined: this pass of a row runs inside the next row's exp loop, block by block; the last row's after the rows)\n";
         for (int y : p.labels_after_loop(ps, k + 1 == p.passes.size()))
             os << "    (the loop takes onehot(" << node_text(g, y) << ") as 0; the element at " << node_text(g, y)
                << " is computed before it and stored after it)\n";

@@ -3,6 +3,8 @@
 // -inf logits where the target is 0, logits of +-80, specialized and generic kernels, fp32,
 // fp64 and bf16, both logsumexp strategies and blocked rows.
 #include "common.hpp"
+
+#include <random>
 #include "jit/schedule.hpp"
 
 using namespace lossjit;
@@ -141,6 +143,64 @@ TEST_CASE("a pass with more reductions than its loops have registers for runs th
             const Kernel k = jt::check_case({"twelve_temperatures", g, {}}, K == 40000 ? 3 : 9, k_run, o, mode, static_cast<std::uint32_t>(k_run));
             CHECK(k.schedule().find("its reductions in ") != std::string::npos);
         }
+}
+
+// Plan::pipelined: a row's gradient pass runs inside the next row's exp loop (rows longer than
+// a block: blocks of 64 make K = 1000 and 4099 such rows), the last row's after the rows.
+TEST_CASE("pipelined rows: each row's gradient pass inside the next row's exp loop") {
+    Graph p_only;  // the probabilities as the only vector output: softmax(u) itself
+    {
+        const int u = p_only.input("u", InputKind::logits), y = p_only.input("y", InputKind::label);
+        p_only.add_output("loss", p_only.apply(Op::sub, p_only.apply(Op::logsumexp, u), p_only.apply(Op::at, u, y)));
+        p_only.add_output("p", p_only.apply(Op::softmax, u));
+    }
+    for (const jt::Case& c : {jt::Case{"ce_hard", jt::ce_hard(), {}}, jt::Case{"softmax", p_only, {}}})
+        for (DType dt : {DType::f32, DType::bf16})
+            for (std::size_t K : {1000, 4099})
+                for (auto mode : {jt::Mode::normal, jt::Mode::neg_inf, jt::Mode::big}) {
+                    CompileOptions o;
+                    o.dtype = dt;
+                    o.row_length = K;
+                    o.block = 64;
+                    const Kernel k = jt::check_case(c, 9, K, o, mode, static_cast<std::uint32_t>(K + 3));
+                    CHECK(k.schedule().find("pipelined") != std::string::npos);
+                }
+    SECTION("ignored and fully masked rows between pending ones, in place, on two threads") {
+        // the generic kernel (K unknown: never pipelined) is the reference, element for element
+        const std::size_t N = 9, K = 1000;
+        CompileOptions o;
+        o.block = 64;
+        const Kernel generic = compile(jt::ce_hard(), o);
+        o.row_length = K;
+        const Kernel piped = compile(jt::ce_hard(), o);
+        REQUIRE(piped.schedule().find("pipelined") != std::string::npos);
+        std::mt19937 rng(5);
+        std::normal_distribution<float> nd(0, 3);
+        std::vector<float> u(N * K);
+        for (float& x : u) x = nd(rng);
+        std::vector<std::int64_t> y(N);
+        for (auto& v : y) v = static_cast<std::int64_t>(rng() % K);
+        y[0] = y[3] = y[4] = y[8] = -100;  // ignored: the first, two in a row, the last
+        for (std::size_t j = 0; j < K; ++j) u[6 * K + j] = -INFINITY;  // fully masked
+        for (int threads : {1, 2}) {
+            std::vector<float> g_ref(N * K, 7.f), g(u), l_ref(N), l(N);
+            Batch a, b;
+            a.bind("u", matrix(static_cast<const float*>(u.data()), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
+            a.bind("grad.u", matrix(g_ref.data(), N, K)).bind("loss", column(l_ref.data(), N)).threads(threads);
+            b.bind("u", matrix(g.data(), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));  // in place
+            b.bind("grad.u", matrix(g.data(), N, K)).bind("loss", column(l.data(), N)).threads(threads);
+            const Result ra = generic.run(a), rb = piped.run(b);
+            CHECK(ra.ignored == 4);
+            CHECK(ra.masked == 1);
+            CHECK(rb.ignored == ra.ignored);
+            CHECK(rb.masked == ra.masked);
+            CHECK(rb.loss() == Approx(ra.loss()).epsilon(1e-12));
+            for (std::size_t i = 0; i < N; ++i) CHECK(l[i] == l_ref[i]);
+            std::size_t differ = 0;
+            for (std::size_t i = 0; i < N * K; ++i) differ += g[i] != g_ref[i];
+            CHECK(differ == 0);
+        }
+    }
 }
 
 TEST_CASE("logsumexp strategies online and two-pass and blocked rows") {
