@@ -305,6 +305,19 @@ public:
     void emit_loop(Value* begin, Value* end, const std::function<void(Value*, Value*, int)>& body, int copies = 0);
     void new_stage();
     void emit_pass(const Pass& ps, bool last);
+    // for (b0 = lo; b0 < hi; b0 += size) body(b0, min(b0 + size, hi)), over the row by default
+    // (size 0: Plan::block); no loop when a known K fits one block (less IR to optimize and
+    // select: JIT latency)
+    void for_each_block(const std::function<void(Value*, Value*)>& body_of_block, std::size_t size = 0, Value* lo = nullptr, Value* hi = nullptr);
+    // A write's element at a label (Plan::labels_after_loop): computed as a gather, before the
+    // loop that may overwrite the inputs in place; stored after it, into the row given.
+    struct LabelElement {
+        std::size_t slot;
+        Value* y;
+        Value* v;  // in the output's storage type
+    };
+    LabelElement label_element(int label, int w);
+    void store_label_element(const LabelElement& a, Value* row);
 
     // exp for the kernel's target (vscalefps on AVX-512)
     Value* exp(Value* x) { return emit_exp(B, x, T.avx512); }
@@ -404,6 +417,7 @@ public:
     // while a block of the next row's exp loop is emitted, that row's factor for the block.
     struct Pending {
         AllocaInst *row = nullptr, *out = nullptr, *M = nullptr, *lo = nullptr, *stream = nullptr, *y = nullptr, *at_y = nullptr;
+        bool label = false;  // the pass writes softmax - onehot(y): an element at y
     } pending;
     Value* pending_factor = nullptr;  // non-null: the exp loop also does the pending row's vector
     void pending_init();                                  // codegen_row.cpp

@@ -177,26 +177,22 @@ void Em::pending_init() {
     pending.stream = alloca(B.getInt1Ty());
     pending.y = alloca(I64);
     pending.at_y = alloca(storage(P.slots[P.output_slot(P.passes.back().writes[0])].dtype));
+    pending.label = !P.labels_after_loop(P.passes.back(), true).empty();
     B.CreateStore(B.getFalse(), pending.row);
 }
 
-namespace {
-int pending_root(const Plan& P) { return P.g.outputs()[static_cast<std::size_t>(P.passes.back().writes[0])].root; }
-}  // namespace
-
 void Em::pending_carry() {
-    const std::size_t slot = P.output_slot(P.passes.back().writes[0]);
-    const int root = pending_root(P);
+    const Pass& ps = P.passes.back();
+    const std::size_t slot = P.output_slot(ps.writes[0]);
     B.CreateStore(row_base[slot], pending.out);
     B.CreateStore(cache_M, pending.M);
     B.CreateStore(cache_lo, pending.lo);
     Value* streams = row_streams(slot);
     B.CreateStore(streams ? streams : B.getFalse(), pending.stream);
-    if (P.g[root].op == Op::sub) {  // softmax - onehot(y): the element at y, while the inputs are intact
-        Value* y = label_index(P.g[P.g[root].b].a);
-        Ctx g = gather_ctx(y);
-        B.CreateStore(y, pending.y);
-        B.CreateStore(to_storage(B.CreateFMul(V(root, g), slot_scale[slot]), P.slots[slot].dtype), pending.at_y);
+    if (pending.label) {  // while this row's inputs are intact
+        const LabelElement a = label_element(P.labels_after_loop(ps, true)[0], ps.writes[0]);
+        B.CreateStore(a.y, pending.y);
+        B.CreateStore(a.v, pending.at_y);
     }
     B.CreateStore(B.getTrue(), pending.row);
 }
@@ -218,15 +214,14 @@ void Em::pending_vector(Value* i, Value* mask) {
 }
 
 void Em::pending_finish_label() {
-    const std::size_t slot = P.output_slot(P.passes.back().writes[0]);
-    const DType d = P.slots[slot].dtype;
-    if (P.g[pending_root(P)].op == Op::sub) {
+    if (pending.label) {
+        const std::size_t slot = P.output_slot(P.passes.back().writes[0]);
         BasicBlock* put = BasicBlock::Create(C, "pending.label", fn);
         BasicBlock* next = BasicBlock::Create(C, "pending.done", fn);
         B.CreateCondBr(B.CreateLoad(B.getInt1Ty(), pending.row), put, next);
         B.SetInsertPoint(put);
-        Value* out = B.CreateGEP(storage(d), B.CreateLoad(B.getPtrTy(), pending.out), B.CreateLoad(I64, pending.y));
-        B.CreateAlignedStore(B.CreateLoad(storage(d), pending.at_y), out, Align(size_of(d)));
+        const LabelElement a{slot, B.CreateLoad(I64, pending.y), B.CreateLoad(storage(P.slots[slot].dtype), pending.at_y)};
+        store_label_element(a, B.CreateLoad(B.getPtrTy(), pending.out));
         B.CreateBr(next);
         B.SetInsertPoint(next);
     }
@@ -235,26 +230,14 @@ void Em::pending_finish_label() {
 
 void Em::pending_pass() {
     BasicBlock* run = BasicBlock::Create(C, "pending.pass", fn);
-    BasicBlock* cond = BasicBlock::Create(C, "pending.block", fn);
-    BasicBlock* body = BasicBlock::Create(C, "pending.block.body", fn);
     BasicBlock* exit = BasicBlock::Create(C, "pending.exit", fn);
     B.CreateCondBr(B.CreateLoad(B.getInt1Ty(), pending.row), run, exit);
     B.SetInsertPoint(run);
-    AllocaInst* bs = alloca(I64);
-    B.CreateStore(ConstantInt::get(I64, 0), bs);
-    B.CreateBr(cond);
-    B.SetInsertPoint(cond);
-    Value* b0 = B.CreateLoad(I64, bs);
-    BasicBlock* blocks_done = BasicBlock::Create(C, "pending.label.put", fn);
-    B.CreateCondBr(B.CreateICmpSLT(b0, K), body, blocks_done);
-    B.SetInsertPoint(body);
-    Value* b1 = B.CreateAdd(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)));
-    pending_factor = pending_block_factor(b0);
-    emit_loop(b0, B.CreateSelect(B.CreateICmpSLT(b1, K), b1, K), [&](Value* i, Value* mask, int) { pending_vector(i, mask); });
-    pending_factor = nullptr;
-    B.CreateStore(b1, bs);
-    B.CreateBr(cond);
-    B.SetInsertPoint(blocks_done);
+    for_each_block([&](Value* b0, Value* be) {
+        pending_factor = pending_block_factor(b0);
+        emit_loop(b0, be, [&](Value* i, Value* mask, int) { pending_vector(i, mask); });
+        pending_factor = nullptr;
+    });
     pending_finish_label();
     B.CreateBr(exit);
     B.SetInsertPoint(exit);

@@ -179,50 +179,13 @@ void Em::emit_pass(const Pass& ps, bool last) {
     // loop, whose lanes all take onehot as 0: the compare of every lane's column with the label
     // and the selects (softmax - 1 at the label) leave the loop, which becomes loads, multiplies
     // and stores (bf16 gradients 1.06-1.12x faster, fp32 in cache 1.04x: ce_probe).
-    struct LabelElement {
-        std::size_t slot;
-        Value* y;
-        Value* v;
-    };
     std::vector<LabelElement> at_labels;
     const bool cached_last = !any_two && last && P.cache_lse >= 0;
     if (cached_last && cache_sum) whole_row_softmax();  // the row is one block: its factors
-    for (int l : P.labels_after_loop(ps, last)) {
-        Value* y = label_index(l);
-        for (int w : ps.writes) {
-            const std::size_t slot = P.output_slot(w);
-            Ctx g = gather_ctx(y);
-            Value* v = B.CreateFMul(V(P.g.outputs()[static_cast<std::size_t>(w)].root, g), slot_scale[slot]);
-            at_labels.push_back({slot, y, to_storage(v, P.slots[slot].dtype)});
-        }
-    }
+    for (int l : P.labels_after_loop(ps, last))
+        for (int w : ps.writes) at_labels.push_back(label_element(l, w));
     onehot_off = !at_labels.empty();
 
-    // for (b0 = lo; b0 < hi; b0 += size) body(b0, min(b0 + size, hi)), over the row by default;
-    // no loop when a known K fits one block (less IR to optimize and select: JIT latency)
-    auto for_each_block = [&](const std::function<void(Value*, Value*)>& body_of_block, std::size_t size = 0, Value* lo = nullptr, Value* hi = nullptr) {
-        if (size == 0) size = P.block;
-        if (!lo && P.K != 0 && P.K <= size) {
-            body_of_block(ConstantInt::get(I64, 0), K);
-            return;
-        }
-        if (!lo) lo = ConstantInt::get(I64, 0), hi = K;
-        AllocaInst* bs = alloca(I64);
-        B.CreateStore(lo, bs);
-        BasicBlock* cond = BasicBlock::Create(C, "block.cond", fn);
-        BasicBlock* body = BasicBlock::Create(C, "block.body", fn);
-        BasicBlock* exit = BasicBlock::Create(C, "block.exit", fn);
-        B.CreateBr(cond);
-        B.SetInsertPoint(cond);
-        Value* b0 = B.CreateLoad(I64, bs);
-        B.CreateCondBr(B.CreateICmpSLT(b0, hi), body, exit);
-        B.SetInsertPoint(body);
-        Value* b1 = B.CreateAdd(b0, ConstantInt::get(I64, static_cast<std::int64_t>(size)));
-        body_of_block(b0, B.CreateSelect(B.CreateICmpSLT(b1, hi), b1, hi));
-        B.CreateStore(b1, bs);
-        B.CreateBr(cond);
-        B.SetInsertPoint(exit);
-    };
 
     // Two-level sums (Red::ra): the row's accumulators start empty, each block's are added into
     // them at its end and start again; after the row they are where the finish reads them. The
@@ -412,8 +375,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
 
     onehot_off = false;
     cache_factor = cache_top = row_factor = row_top = nullptr;
-    for (const LabelElement& a : at_labels)
-        B.CreateAlignedStore(a.v, element_ptr(static_cast<int>(a.slot), a.y), Align(size_of(P.slots[a.slot].dtype)));
+    for (const LabelElement& a : at_labels) store_label_element(a, row_base[a.slot]);
 
     for_each_cascaded([&](Red& r, std::size_t u) {  // the row's sums, where the finish reads them
         if (r.two_pass) return;
@@ -498,6 +460,43 @@ void Em::emit_pass(const Pass& ps, bool last) {
         reduced[static_cast<std::size_t>(r.node)] = res;
         scal[static_cast<std::size_t>(r.node)] = res;
     }
+}
+
+void Em::for_each_block(const std::function<void(Value*, Value*)>& body_of_block, std::size_t size, Value* lo, Value* hi) {
+    if (size == 0) size = P.block;
+    if (!lo && P.K != 0 && P.K <= size) {
+        body_of_block(ConstantInt::get(I64, 0), K);
+        return;
+    }
+    if (!lo) lo = ConstantInt::get(I64, 0), hi = K;
+    AllocaInst* bs = alloca(I64);
+    B.CreateStore(lo, bs);
+    BasicBlock* cond = BasicBlock::Create(C, "block.cond", fn);
+    BasicBlock* body = BasicBlock::Create(C, "block.body", fn);
+    BasicBlock* exit = BasicBlock::Create(C, "block.exit", fn);
+    B.CreateBr(cond);
+    B.SetInsertPoint(cond);
+    Value* b0 = B.CreateLoad(I64, bs);
+    B.CreateCondBr(B.CreateICmpSLT(b0, hi), body, exit);
+    B.SetInsertPoint(body);
+    Value* b1 = B.CreateAdd(b0, ConstantInt::get(I64, static_cast<std::int64_t>(size)));
+    body_of_block(b0, B.CreateSelect(B.CreateICmpSLT(b1, hi), b1, hi));
+    B.CreateStore(b1, bs);
+    B.CreateBr(cond);
+    B.SetInsertPoint(exit);
+}
+
+Em::LabelElement Em::label_element(int label, int w) {
+    const std::size_t slot = P.output_slot(w);
+    Value* y = label_index(label);
+    Ctx g = gather_ctx(y);
+    Value* v = B.CreateFMul(V(P.g.outputs()[static_cast<std::size_t>(w)].root, g), slot_scale[slot]);
+    return {slot, y, to_storage(v, P.slots[slot].dtype)};
+}
+
+void Em::store_label_element(const LabelElement& a, Value* row) {
+    const DType d = P.slots[a.slot].dtype;
+    B.CreateAlignedStore(a.v, B.CreateGEP(storage(d), row, a.y), Align(size_of(d)));
 }
 
 // Streaming stores for a row whose output starts on a vector boundary: K a multiple of the
