@@ -305,18 +305,11 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
         return !(v && std::string(v) == "0");
     }();
     p.rows = across && p.K != 0 && p.K <= kRowsMaxK && !p.passes.empty();
-    // Gradients larger than L3 leave the cache before anyone reads them: stored with streaming
-    // stores they skip the read of each line a store first makes (RFO), a third of the traffic.
-    // Measured fwd+bwd 512x32000: 13.7-14.4 -> 16.7-17.2 GB/s (Zen 5, one thread). Smaller
-    // outputs stay in cache for their reader. For the cached softmax's last pass writing one
-    // vector output, row by row, and a known K that is a multiple of the vector width, so that a
-    // row starting on a vector boundary (checked per row) has all its full vectors aligned: a
-    // peel to the boundary for any K cost 12-15 M more instructions in compile() (JIT latency).
     p.group_budget = (t.avx512 ? 32 : 16) / 2;
     // Pipelined rows: one row's gradient pass is stores (to memory, past the L3 for large
     // batches) and a multiply, the next row's exp loop arithmetic; run apart, memory waits for
-    // the arithmetic and the arithmetic for memory. Measured (ce_probe, fwd+bwd, one thread):
-    // see the README. LOSSJIT_PIPELINE=0 turns it off (for comparisons).
+    // the arithmetic and the arithmetic for memory. 64x256000 fwd+bwd, one thread (ce_probe,
+    // interleaved): 13.8 -> 16.8 GB/s. LOSSJIT_PIPELINE=0 turns it off (for comparisons).
     static const bool pipeline = [] {
         const char* v = std::getenv("LOSSJIT_PIPELINE");
         return !(v && std::string(v) == "0");
@@ -328,6 +321,13 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
         auto cached = [&](int i) { return p.g[i].op == Op::softmax && p.lse_of[static_cast<std::size_t>(i)] == p.cache_lse; };
         p.pipelined = cached(root) || (n.op == Op::sub && cached(n.a) && p.g[n.b].op == Op::onehot);
     }
+    // Gradients larger than L3 leave the cache before anyone reads them: stored with streaming
+    // stores they skip the read of each line a store first makes (RFO), a third of the traffic.
+    // Measured fwd+bwd 512x32000: 13.7-14.4 -> 16.7-17.2 GB/s (Zen 5, one thread). Smaller
+    // outputs stay in cache for their reader. For the cached softmax's last pass writing one
+    // vector output, row by row, and a known K that is a multiple of the vector width, so that a
+    // row starting on a vector boundary (checked per row) has all its full vectors aligned: a
+    // peel to the boundary for any K cost 12-15 M more instructions in compile() (JIT latency).
     if (p.cache_lse >= 0 && !p.rows && p.passes.back().writes.size() == 1 && p.K != 0 &&
         p.K % static_cast<std::size_t>(p.vector_width) == 0)
         p.stream_min_bytes = t.l3_bytes;
