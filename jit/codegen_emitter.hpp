@@ -416,15 +416,17 @@ public:
     // it streams, and its element at the label, computed while its inputs were intact), and
     // while a block of the next row's exp loop is emitted, that row's factor for the block.
     struct Pending {
-        AllocaInst *row = nullptr, *out = nullptr, *M = nullptr, *lo = nullptr, *stream = nullptr, *y = nullptr, *at_y = nullptr;
+        AllocaInst *row = nullptr, *out = nullptr, *M = nullptr, *lo = nullptr, *factor = nullptr, *stream = nullptr, *y = nullptr,
+                   *at_y = nullptr;
         bool label = false;  // the pass writes softmax - onehot(y): an element at y
     } pending;
     Value* pending_factor = nullptr;  // non-null: the exp loop also does the pending row's vector
     void pending_init();                                  // codegen_row.cpp
+    void pending_none();                                  // no row pending (the scratch row stands in)
     void pending_carry();                                 // this row becomes the pending one
     void pending_vector(Value* i, Value* mask);           // one vector of the pending row
     Value* pending_block_factor(Value* b0);               // before this row's block max is kept
-    void pending_finish_label();                          // its element at the label; none pending
+    void pending_finish();                                // its element at the label; none pending
     void pending_pass();                                  // the whole pass, after the rows
     // A vector output's store: masked, streaming (a branch the row always takes the same way) or plain.
     void store_output(Value* st, Value* p, DType d, Value* mask, Value* stream);

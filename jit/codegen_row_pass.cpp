@@ -279,12 +279,12 @@ void Em::emit_pass(const Pass& ps, bool last) {
                 B.CreateStore(cf(0.0), r.Sum);
             }
         // Plan::pipelined: the exp loop of the group that keeps the exps also does the pending
-        // row's last pass, where a row is pending
+        // row's last pass (with no row pending, into the scratch row itself)
         bool keeps = false;
         for (const Red& r : reds) keeps = keeps || r.node == P.cache_lse;
-        Value* is_pending = P.pipelined && keeps ? B.CreateLoad(B.getInt1Ty(), pending.row) : nullptr;
+        const bool pipe = P.pipelined && keeps;
         for_each_block([&](Value* b0, Value* be) {
-            Value* factor = is_pending ? pending_block_factor(b0) : nullptr;
+            Value* factor = pipe ? pending_block_factor(b0) : nullptr;
             for (Red& r : reds)
                 if (r.two_pass)
                     for (int u = 0; u < UM; ++u) B.CreateStore(ConstantFP::get(VF, -INFINITY), r.a[static_cast<std::size_t>(u)]);
@@ -317,23 +317,9 @@ void Em::emit_pass(const Pass& ps, bool last) {
                     if (!r.rb.empty()) B.CreateStore(ConstantFP::get(VF, 0.0), r.rb[static_cast<std::size_t>(u)], true);
                 }
             }
-            if (is_pending) {  // the loop twice: with the pending row's vectors and without
-                BasicBlock* both = BasicBlock::Create(C, "pipelined", fn);
-                BasicBlock* alone = BasicBlock::Create(C, "alone", fn);
-                BasicBlock* join = BasicBlock::Create(C, "exp.done", fn);
-                B.CreateCondBr(is_pending, both, alone);
-                B.SetInsertPoint(both);
-                pending_factor = factor;
-                block_main_loop(b0, be);
-                pending_factor = nullptr;
-                B.CreateBr(join);
-                B.SetInsertPoint(alone);
-                block_main_loop(b0, be);
-                B.CreateBr(join);
-                B.SetInsertPoint(join);
-            } else {
-                block_main_loop(b0, be);
-            }
+            pending_factor = factor;
+            block_main_loop(b0, be);
+            pending_factor = nullptr;
             for (std::size_t k = 0; k < reds.size(); ++k) {
                 Red& r = reds[k];
                 if (!r.two_pass) continue;
@@ -370,7 +356,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
                 B.CreateStore(Mn, r.M);
             }
         });
-        if (is_pending) pending_finish_label();
+        if (pipe) pending_finish();
     }
 
     onehot_off = false;

@@ -10,6 +10,8 @@ namespace {
 
 // Longest rows run across rows (Plan::rows).
 constexpr std::size_t kRowsMaxK = 32;
+// Pipelined rows from this K on (Plan::pipelined)
+constexpr std::size_t kPipelineMinK = 4096;
 
 std::string number(double v) {
     char buf[64];
@@ -308,14 +310,22 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
     p.group_budget = (t.avx512 ? 32 : 16) / 2;
     // Pipelined rows: one row's gradient pass is stores (to memory, past the L3 for large
     // batches) and a multiply, the next row's exp loop arithmetic; run apart, memory waits for
-    // the arithmetic and the arithmetic for memory. 64x256000 fwd+bwd, one thread (ce_probe,
-    // interleaved): 13.8 -> 16.8 GB/s. LOSSJIT_PIPELINE=0 turns it off (for comparisons).
+    // the arithmetic and the arithmetic for memory. fwd+bwd, one thread (ce_probe, interleaved,
+    // medians): 64x256000 13.1 -> 17.5 GB/s, 512x32000 16.5 -> 19.5, 2048x4096 14.8 -> 17.4,
+    // 256x4096 (in cache) 22.5 -> 25.5. Where it lost, it is off: K = 1000 16.5 -> 12.7, K = 1024
+    // 18.9 -> 15.4, K = 4100 (not a multiple of the vector width) 15.2 -> 12.8, and bf16 (its exp
+    // loop is the busier for the widening): 2048x4096 18.2 -> 16.8. LOSSJIT_PIPELINE=0 turns it
+    // off (for comparisons).
     static const bool pipeline = [] {
         const char* v = std::getenv("LOSSJIT_PIPELINE");
         return !(v && std::string(v) == "0");
     }();
-    if (pipeline && !p.rows && p.K > p.block && p.cache_lse >= 0 && p.passes.size() == 2 && p.passes[1].reductions.empty() &&
-        p.passes[1].writes.size() == 1) {
+    // (and the gradient in the compute type: with no row pending, the exp loop writes its
+    // pending row's vectors into the scratch row itself, just before its own exps)
+    bool all_compute = true;
+    for (const Slot& sl : p.slots) all_compute = all_compute && (!sl.vector || sl.dtype == p.compute);
+    if (pipeline && !p.rows && p.K >= kPipelineMinK && p.K % static_cast<std::size_t>(p.vector_width) == 0 && all_compute &&
+        p.cache_lse >= 0 && p.passes.size() == 2 && p.passes[1].reductions.empty() && p.passes[1].writes.size() == 1) {
         const int root = p.g.outputs()[static_cast<std::size_t>(p.passes[1].writes[0])].root;
         const Node& n = p.g[root];
         auto cached = [&](int i) { return p.g[i].op == Op::softmax && p.lse_of[static_cast<std::size_t>(i)] == p.cache_lse; };

@@ -91,9 +91,9 @@ struct Plan {
     int cache_lse = -1;
     // Across rows: lanes are VW consecutive rows (short rows, K known); see codegen_rows.cpp.
     bool rows = false;
-    // Rows longer than one two-pass block whose last pass only writes the cached softmax (less
-    // onehot(y)): that pass of row r runs inside the exp loop of row r + 1, so that the stores of
-    // one row and the arithmetic of the next share the time (codegen_row.cpp).
+    // Long rows (K known) whose last pass only writes the cached softmax (less onehot(y)): that
+    // pass of row r runs inside the exp loop of row r + 1, so that the stores of one row and the
+    // arithmetic of the next share the time (codegen_row.cpp).
     bool pipelined = false;
     // Elements (of the compute type) of the per-thread scratch row for rows of K: the cached
     // exp values, then one block max per block. 0 when the kernel needs none.
