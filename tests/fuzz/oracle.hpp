@@ -133,11 +133,13 @@ inline void break_ties(const Graph& g, const std::vector<Value>& v, const Node& 
 
 // pow of a negative base is defined at whole exponents only, its sign by their parity. An
 // exponent within 16 units of a whole number may be whole in the kernel (exp(p) of p < 2^-24
-// is 1 in fp32: pow(-inf, exp(p)) -inf there, +inf for the exact exponent): a tie like
-// step's, made whole where ties are taken.
+// is 1 in fp32: pow(-inf, exp(p)) -inf there, +inf for the exact exponent), and so may one
+// within the subnormal noise of 0 (pow(2, -2664.3) is 0 in fp64: pow(-2664.3, 0) = 1 there,
+// NaN for the exact exponent): a tie like step's, made whole where ties are taken.
 inline bool near_whole(long double y, Precision pr) {
     const long double w = std::nearbyint(y);
-    return std::isfinite(y) && y != w && std::fabs(y - w) <= 16 * pr.unit() * std::fabs(y);
+    const bool near_zero = w == 0 && std::fabs(y) <= subnormal_units * pr.subnormal_unit();
+    return std::isfinite(y) && y != w && (std::fabs(y - w) <= 16 * pr.unit() * std::fabs(y) || near_zero);
 }
 
 inline Value whole_exponent_ties(const Value& base, Value b, Precision pr, Rng& rng, Ties ties) {
