@@ -184,17 +184,15 @@ void Em::pending_init() {
     pending.y = alloca(I64);
     pending.at_y = alloca(storage(d));
     pending.label = !P.labels_after_loop(P.passes.back(), true).empty();
+    for (AllocaInst* a : {pending.M, pending.lo, pending.factor}) B.CreateStore(cf(0.0), a);  // then a past row's
     pending_none();
 }
 
+// The scratch row stands in, with plain stores (its factor and label element are never used).
 void Em::pending_none() {
-    const DType d = P.slots[P.output_slot(P.passes.back().writes[0])].dtype;
     B.CreateStore(B.getFalse(), pending.row);
     B.CreateStore(scratch, pending.out);
-    for (AllocaInst* a : {pending.M, pending.lo, pending.factor}) B.CreateStore(cf(0.0), a);
     B.CreateStore(B.getFalse(), pending.stream);
-    B.CreateStore(ConstantInt::get(I64, 0), pending.y);
-    B.CreateStore(Constant::getNullValue(storage(d)), pending.at_y);
 }
 
 void Em::pending_carry() {
