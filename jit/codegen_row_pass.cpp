@@ -186,7 +186,6 @@ void Em::emit_pass(const Pass& ps, bool last) {
         for (int w : ps.writes) at_labels.push_back(label_element(l, w));
     onehot_off = !at_labels.empty();
 
-
     // Two-level sums (Red::ra): the row's accumulators start empty, each block's are added into
     // them at its end and start again; after the row they are where the finish reads them. The
     // row's are volatile: kept in memory, touched once a block, rather than promoted to values
