@@ -431,6 +431,12 @@ public:
     // A vector output's store: masked, streaming (a branch the row always takes the same way) or plain.
     void store_output(Value* st, Value* p, DType d, Value* mask, Value* stream);
     Value* row_streams(std::size_t slot);  // i1: this row's full vectors of the output stream (null: never)
+    // The scratch row's kept exps at [i, i + VW), masked (mask non-null) or not.
+    Value* scratch_vector(Value* i, Value* mask) {
+        Value* p = B.CreateGEP(F, scratch, i);
+        const Align al(P.compute == DType::f64 ? 8 : 4);
+        return mask ? static_cast<Value*>(B.CreateMaskedLoad(VF, p, al, mask, Constant::getNullValue(VF))) : B.CreateAlignedLoad(VF, p, al);
+    }
     Value* scratch_block_max(Value* block_index) {
         Value* base = B.CreateGEP(F, scratch, B.CreateAdd(K, ConstantInt::get(I64, 16)));
         return B.CreateGEP(F, base, block_index);

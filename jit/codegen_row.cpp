@@ -223,10 +223,7 @@ Value* Em::pending_block_factor(Value* b0) {
 void Em::pending_vector(Value* i, Value* mask) {
     const std::size_t slot = P.output_slot(P.passes.back().writes[0]);
     const DType d = P.slots[slot].dtype;
-    const Align al(P.compute == DType::f64 ? 8 : 4);
-    Value* p = B.CreateGEP(F, scratch, i);
-    Value* kept = mask ? static_cast<Value*>(B.CreateMaskedLoad(VF, p, al, mask, Constant::getNullValue(VF))) : B.CreateAlignedLoad(VF, p, al);
-    Value* v = B.CreateFMul(B.CreateFMul(kept, splat(pending_factor)), splat(slot_scale[slot]));  // as the pass would
+    Value* v = B.CreateFMul(B.CreateFMul(scratch_vector(i, mask), splat(pending_factor)), splat(slot_scale[slot]));  // as the pass would
     Value* out = B.CreateGEP(storage(d), B.CreateLoad(B.getPtrTy(), pending.out), i);
     store_output(to_storage(v, d), out, d, mask, P.stream_min_bytes ? B.CreateLoad(B.getInt1Ty(), pending.stream) : nullptr);
 }
