@@ -44,7 +44,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
         for (int u = 0; u < U; ++u) {
             x.a.push_back(alloca(VF));
             if (x.op == Op::logsumexp) x.b.push_back(alloca(VF));
-            if (x.two_pass) x.c.push_back(alloca(I64));  // elements equal to the block max
+            if (x.two_pass) x.c.push_back(alloca(I64));  // elements below the block max
         }
         if (x.two_pass ? pieces_in_block : cascade && additive(x)) {
             for (int u = 0; u < U; ++u) {
@@ -134,9 +134,10 @@ void Em::emit_pass(const Pass& ps, bool last) {
                 AllocaInst* Sa = r.b[static_cast<std::size_t>(u)];
                 if (r.two_pass) {
                     Value* bm = splat(block_max[k]);
-                    Value* e = exp_nonpositive(B.CreateFSub(x, bm));
+                    const bool kept = r.node == P.cache_lse;
+                    Value* e = kept ? exp_nonpositive(B.CreateFSub(x, bm)) : exp_summand(B.CreateFSub(x, bm));
                     lse_accumulate(x, bm, e, mask, Sa, r.c[static_cast<std::size_t>(u)]);
-                    if (r.node == P.cache_lse) {
+                    if (kept) {
                         Value* p = B.CreateGEP(F, scratch, i);
                         if (mask) B.CreateMaskedStore(e, p, Align(P.compute == DType::f64 ? 8 : 4), mask);
                         else B.CreateAlignedStore(e, p, Align(P.compute == DType::f64 ? 8 : 4));
@@ -148,7 +149,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
                 Value* s = B.CreateLoad(VF, Sa);
                 Value* m = B.CreateLoad(VF, A);
                 Value* gt = B.CreateFCmpOGT(x, m);
-                Value* e = exp_nonpositive(B.CreateSelect(gt, B.CreateFSub(m, x), B.CreateFSub(x, m)));
+                Value* e = exp_summand(B.CreateSelect(gt, B.CreateFSub(m, x), B.CreateFSub(x, m)));
                 // x equal to m adds exp(0) = 1, also at +inf where x - m is NaN; -inf adds 0
                 e = B.CreateSelect(B.CreateFCmpOEQ(x, m), ConstantFP::get(VF, 1.0), e);
                 e = B.CreateSelect(isneginf(x), ConstantFP::get(VF, 0.0), e);
@@ -330,7 +331,7 @@ void Em::emit_pass(const Pass& ps, bool last) {
                     w = B.CreateAdd(w, B.CreateLoad(I64, r.c[static_cast<std::size_t>(u)]));
                 }
                 Value* sb = hsum(v);  // the block: sum exp(x - bm) = cb + sb
-                Value* cb = B.CreateUIToFP(w, F);
+                Value* cb = B.CreateUIToFP(B.CreateSub(B.CreateSub(be, b0), w), F);  // elements at bm
                 Value* bm = bm_raw[k];
                 if (P.row_is_one_block()) {  // nothing to merge
                     B.CreateStore(sb, r.Sum);

@@ -333,8 +333,9 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
                     // as the row-wise kernel: elements equal to the max are counted, not summed
                     Value* x = B.CreateAlignedLoad(e.VF, slot_ptr_of(arg_of[static_cast<std::size_t>(r)], j), Align(64));
                     Value* sm = safe_max[static_cast<std::size_t>(r)];
-                    Value* ex = e.exp_nonpositive(B.CreateFSub(x, sm));
-                    if (exp_of[static_cast<std::size_t>(r)]) B.CreateAlignedStore(ex, slot_ptr_of(exp_of[static_cast<std::size_t>(r)], j), Align(64));
+                    AllocaInst* kept = exp_of[static_cast<std::size_t>(r)];
+                    Value* ex = kept ? e.exp_nonpositive(B.CreateFSub(x, sm)) : e.exp_summand(B.CreateFSub(x, sm));
+                    if (kept) B.CreateAlignedStore(ex, slot_ptr_of(kept, j), Align(64));
                     e.lse_accumulate(x, sm, ex, nullptr, A, cnts[static_cast<std::size_t>(r)]);
                     continue;
                 }

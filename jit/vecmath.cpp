@@ -157,6 +157,8 @@ public:
 
     bool dbl() const { return dbl_; }
     const TypeConsts& k() const { return *k_; }
+    // exp's results are only terms of a sum (emit_exp_summand): its reduction takes one fma
+    void for_summands() { summands_ = true; }
 
     // constants (splat for vectors)
     llvm::Value* c(double v) { return llvm::ConstantFP::get(ft_, v); }
@@ -222,8 +224,12 @@ public:
         llvm::Value* nf = sub(t, magic);
         llvm::Value* ni = b_.CreateSub(bits(t), bits(magic));
         llvm::Value* r = fma(nf, c(-k_->exp_ln2_hi), x);  // exact
-        r = fma(nf, c(-k_->exp_ln2_lo), r);
-        return {r, nf, ni};
+        return {ln2_lo_step(nf, r), nf, ni};
+    }
+
+    // r - n ln2_lo, the reduction's second step; summands skip it (see emit_exp_summand).
+    llvm::Value* ln2_lo_step(llvm::Value* n, llvm::Value* r) {
+        return summands_ ? r : fma(n, c(-k_->exp_ln2_lo), r);
     }
 
     // exp(x) for x already clamped to [exp_lo, exp_hi] (finite).
@@ -279,8 +285,7 @@ public:
         llvm::Value* magic = c(0x1.8p19);
         llvm::Value* t = fma(y, c(k_->log2e), magic);
         llvm::Value* k16 = sub(t, magic);
-        llvm::Value* r = fma(k16, c(-k_->exp_ln2_hi), y);
-        r = fma(k16, c(-k_->exp_ln2_lo), r);
+        llvm::Value* r = ln2_lo_step(k16, fma(k16, c(-k_->exp_ln2_hi), y));
         llvm::Value* two_j16 = table_lookup(kExp2Sixteenths32, bits(t));
         llvm::Value* e = fma(mul(r, r), fma(r, c(kExpTableQ32[1]), c(kExpTableQ32[0])), r);
         llvm::Value* p = fma(two_j16, e, two_j16);
@@ -356,6 +361,7 @@ private:
     llvm::Type* ft_;
     llvm::Type* it_ = nullptr;
     bool dbl_ = false;
+    bool summands_ = false;
     const TypeConsts* k_ = nullptr;
 };
 
@@ -367,6 +373,12 @@ llvm::Value* emit_exp_nonpositive_avx512(llvm::IRBuilderBase& b, llvm::Value* x)
 
 llvm::Value* emit_exp_nonpositive(llvm::IRBuilderBase& b, llvm::Value* x, bool avx512) {
     Emitter e(b, x);
+    return avx512 ? e.exp_avx512(x, true) : e.exp_full(x);
+}
+
+llvm::Value* emit_exp_summand(llvm::IRBuilderBase& b, llvm::Value* x, bool avx512) {
+    Emitter e(b, x);
+    e.for_summands();
     return avx512 ? e.exp_avx512(x, true) : e.exp_full(x);
 }
 

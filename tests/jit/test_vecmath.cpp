@@ -55,11 +55,14 @@ struct Fn {
     long double (*ref)(long double);
     double lo32, hi32, lo64, hi64;   // where the function does something (uniform sampling)
     std::vector<double> points32, points64;  // dense sampling around these
+    double ulp_per_x32 = 0, ulp_per_x64 = 0;  // error allowed beyond 4 ulp per unit of |x|
 };
 
 // The host has AVX-512F (and no LOSSJIT_VECMATH_CPU override): exp's vscalefps path is
 // tested too, as "exp_avx512", on the same points as exp, and its variant for arguments <= 0
-// (a logsumexp's x - max) as "exp_nonpositive_avx512", on exp's points <= 0.
+// (a logsumexp's x - max) as "exp_nonpositive_avx512", on exp's points <= 0. The variant for a
+// sum's terms, "exp_summand" (and "exp_summand_avx512" there), on the same points, may be off by
+// 0.05 |x| (fp32) / 0.3 |x| (fp64) ulp more: its reduction rounds ln2 (vecmath.hpp).
 bool host_avx512() {
     if (std::getenv("LOSSJIT_VECMATH_CPU")) return false;
     const llvm::StringMap<bool> f = llvm::sys::getHostCPUFeatures();
@@ -68,22 +71,30 @@ bool host_avx512() {
 }
 
 std::vector<Fn> make_functions();
+// exp's entry restricted to x <= 0 (a logsumexp's x - max), under another name and emitter
+Fn nonpositive(Fn exp, const char* name, Emit emit, double ulp_per_x32 = 0, double ulp_per_x64 = 0) {
+    exp.name = name;
+    exp.emit = emit;
+    exp.hi32 = exp.hi64 = 0;
+    auto keep_nonpositive = [](std::vector<double>& p) { std::erase_if(p, [](double x) { return x > 0; }); };
+    keep_nonpositive(exp.points32);
+    keep_nonpositive(exp.points64);
+    exp.ulp_per_x32 = ulp_per_x32;
+    exp.ulp_per_x64 = ulp_per_x64;
+    return exp;
+}
 const std::vector<Fn>& functions() {
     static const std::vector<Fn> fns = [] {
         std::vector<Fn> v = make_functions();
+        const Fn exp = v[0];
+        v.push_back(nonpositive(exp, "exp_summand", [](llvm::IRBuilderBase& b, llvm::Value* x) { return lossjit::jit::emit_exp_summand(b, x, false); }, 0.05, 0.3));
         if (host_avx512()) {
-            Fn e = v[0];
+            Fn e = exp;
             e.name = "exp_avx512";
             e.emit = lossjit::jit::emit_exp_avx512;
             v.push_back(e);
-            Fn n = v[0];
-            n.name = "exp_nonpositive_avx512";
-            n.emit = lossjit::jit::emit_exp_nonpositive_avx512;
-            n.hi32 = n.hi64 = 0;
-            auto keep_nonpositive = [](std::vector<double>& p) { std::erase_if(p, [](double x) { return x > 0; }); };
-            keep_nonpositive(n.points32);
-            keep_nonpositive(n.points64);
-            v.push_back(n);
+            v.push_back(nonpositive(exp, "exp_nonpositive_avx512", lossjit::jit::emit_exp_nonpositive_avx512));
+            v.push_back(nonpositive(exp, "exp_summand_avx512", [](llvm::IRBuilderBase& b, llvm::Value* x) { return lossjit::jit::emit_exp_summand(b, x, true); }, 0.05, 0.3));
         }
         return v;
     }();
@@ -336,6 +347,7 @@ std::vector<T> make_inputs(const Fn& fn, std::size_t n) {
 
 struct Stats {
     double max_ulp = 0, mean_ulp = 0;
+    double max_excess = 0;  // the largest error beyond the function's allowance for |x|
     long double worst_x = 0;
     std::size_t n = 0, mismatches = 0;
 };
@@ -360,6 +372,8 @@ Stats measure(std::size_t idx, const Fn& fn) {
             st.max_ulp = e;
             st.worst_x = xs[i];
         }
+        const double per_x = sizeof(T) == 4 ? fn.ulp_per_x32 : fn.ulp_per_x64;
+        st.max_excess = std::max(st.max_excess, e - per_x * std::fabs(static_cast<double>(xs[i])));
         sum += e;
     }
     st.n = xs.size();
@@ -389,7 +403,7 @@ void accuracy_table(const char* dtype) {
                    << static_cast<double>(all[i].worst_x) << ", mean " << all[i].mean_ulp);
         CHECK(all[i].n >= std::min<std::size_t>(1000000, sample_count()));
         CHECK(all[i].mismatches == 0);
-        CHECK(all[i].max_ulp <= 4.0);
+        CHECK(all[i].max_excess <= 4.0);
     }
 }
 
@@ -439,8 +453,8 @@ void check_specials() {
     for (std::size_t i = 0; i < functions().size(); ++i) {
         std::vector<T> xs, want;
         for (const Case& c : cases)
-            if (std::string(c.fn) == functions()[i].name || (std::string(c.fn) == "exp" && std::string(functions()[i].name) == "exp_avx512") ||
-                (std::string(c.fn) == "exp" && std::string(functions()[i].name) == "exp_nonpositive_avx512" && !(c.x > 0))) {
+            if (std::string(c.fn) == functions()[i].name ||
+                (std::string(c.fn) == "exp" && std::string(functions()[i].name).starts_with("exp_") && (functions()[i].hi32 > 0 || !(c.x > 0)))) {
                 xs.push_back(c.x);
                 want.push_back(c.want);
             }
