@@ -304,7 +304,16 @@ public:
 
     void emit_loop(Value* begin, Value* end, const std::function<void(Value*, Value*, int)>& body, int copies = 0);
     void new_stage();
-    void emit_pass(const Pass& ps, bool last);
+    // max_ahead: the pass whose logsumexps' maxes come from, and go to, the neighbouring rows
+    void emit_pass(const Pass& ps, bool last, bool max_ahead = false);
+    // Plan::max_ahead, row by row: the row whose maxes the previous row's exp loop took (-1:
+    // none), those maxes (lanes) per logsumexp node; this row's index, the row after it (-1 at
+    // the end of the call's rows) and that row's bases (this row's at the end: their maxes go
+    // unused), set per row by codegen_row.cpp.
+    AllocaInst* ahead_row = nullptr;
+    std::vector<AllocaInst*> ahead_max;
+    Value *row_index = nullptr, *next_row = nullptr;
+    std::vector<Value*> next_base;
     // for (b0 = lo; b0 < hi; b0 += size) body(b0, min(b0 + size, hi)), over the row by default
     // (size 0: Plan::block); no loop when a known K fits one block (less IR to optimize and
     // select: JIT latency)

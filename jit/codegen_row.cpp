@@ -29,6 +29,13 @@ void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector
     Type* I8 = Type::getInt8Ty(C);
     const std::size_t ns = P.slots.size();
     if (P.pipelined) e.pending_init();
+    if (P.max_ahead) {
+        e.ahead_row = B.CreateAlloca(e.I64);
+        B.CreateStore(ConstantInt::get(e.I64, static_cast<std::uint64_t>(-1)), e.ahead_row);
+        e.ahead_max.assign(static_cast<std::size_t>(P.g.size()), nullptr);
+        for (int red : P.passes[0].reductions)
+            if (P.g[red].op == Op::logsumexp) e.ahead_max[static_cast<std::size_t>(red)] = B.CreateAlloca(e.VF);
+    }
     AllocaInst* skipped_acc = B.CreateAlloca(e.D);  // rows skipped for a logsumexp of -inf
     B.CreateStore(ConstantFP::get(e.D, 0.0), skipped_acc);
     AllocaInst* row = B.CreateAlloca(e.I64);
@@ -59,6 +66,15 @@ void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector
     e.row_base.assign(ns, nullptr);
     for (std::size_t s = 0; s < ns; ++s)
         e.row_base[s] = B.CreateGEP(e.storage(P.slots[s].dtype), e.slot_ptr[s], B.CreateMul(r, e.slot_stride[s]));
+    if (P.max_ahead) {
+        Value* r1 = B.CreateAdd(r, ConstantInt::get(e.I64, 1));
+        Value* more = B.CreateICmpSLT(r1, re);
+        e.row_index = r;
+        e.next_row = B.CreateSelect(more, r1, ConstantInt::get(e.I64, static_cast<std::uint64_t>(-1)));
+        e.next_base.assign(ns, nullptr);
+        for (std::size_t s = 0; s < ns; ++s)
+            e.next_base[s] = B.CreateSelect(more, B.CreateGEP(e.storage(P.slots[s].dtype), e.row_base[s], e.slot_stride[s]), e.row_base[s]);
+    }
     e.label_val.assign(static_cast<std::size_t>(P.g.size()), nullptr);
     for (std::size_t s = 0; s < ns; ++s)
         if (!P.slots[s].output && P.slots[s].kind == InputKind::label) {
@@ -91,7 +107,7 @@ void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector
             continue;
         }
         const std::vector<Pass> groups = P.pass_groups(P.passes[k]);
-        for (std::size_t j = 0; j < groups.size(); ++j) e.emit_pass(groups[j], k + 1 == P.passes.size() && j + 1 == groups.size());
+        for (std::size_t j = 0; j < groups.size(); ++j) e.emit_pass(groups[j], k + 1 == P.passes.size() && j + 1 == groups.size(), k == 0 && P.max_ahead);
         // a logsumexp of -inf (every element -inf: a fully masked row): the row is skipped
         Value* neg = nullptr;
         for (int red : P.passes[k].reductions)

@@ -27,6 +27,26 @@ std::string number(double v) {
 
 bool is_floating(DType d) { return d == DType::f32 || d == DType::f64 || d == DType::bf16; }
 
+// An environment variable set to 0 turns a schedule choice off (for comparisons).
+bool turned_off(const char* var) {
+    const char* v = std::getenv(var);
+    return v && std::string(v) == "0";
+}
+
+// Whether the value of node i at the elements of row r + 1 can be had while row r is emitted:
+// it reads its row's vector inputs and constants only (a label or a per-row scalar would be
+// row r's). Operands precede their nodes, so one sweep up to i decides every node once.
+bool reads_row_elements_only(const Plan& p, int i) {
+    std::vector<char> ok(static_cast<std::size_t>(i) + 1, 0);
+    for (int j = 0; j <= i; ++j) {
+        const Node& n = p.g[j];
+        const bool leaf_ok = n.op == Op::constant || n.op == Op::row_length;
+        const bool own = p.vector_node[static_cast<std::size_t>(j)] && n.op != Op::onehot;
+        ok[static_cast<std::size_t>(j)] = leaf_ok || (own && (n.a < 0 || ok[static_cast<std::size_t>(n.a)]) && (n.b < 0 || ok[static_cast<std::size_t>(n.b)]));
+    }
+    return ok[static_cast<std::size_t>(i)];
+}
+
 DType override_or(const CompileOptions& o, std::string_view name, DType fallback) {
     for (auto& [n, d] : o.dtypes)
         if (n == name) return d;
@@ -302,10 +322,7 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
     // Short rows of a known length: lanes across rows (vectors of VW rows, element j of each),
     // instead of one row at a time in vectors mostly masked off and a horizontal reduction per
     // reduction and row. LOSSJIT_ACROSS_ROWS=0 turns it off (for comparisons).
-    static const bool across = [] {
-        const char* v = std::getenv("LOSSJIT_ACROSS_ROWS");
-        return !(v && std::string(v) == "0");
-    }();
+    static const bool across = !turned_off("LOSSJIT_ACROSS_ROWS");
     p.rows = across && p.K != 0 && p.K <= kRowsMaxK && !p.passes.empty();
     p.group_budget = (t.avx512 ? 32 : 16) / 2;
     // Pipelined rows: one row's gradient pass is stores (to memory, past the L3 for large
@@ -316,10 +333,7 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
     // 18.9 -> 15.4, K = 4100 (not a multiple of the vector width) 15.2 -> 12.8, and bf16 (its exp
     // loop is the busier for the widening): 2048x4096 18.2 -> 16.8. LOSSJIT_PIPELINE=0 turns it
     // off (for comparisons).
-    static const bool pipeline = [] {
-        const char* v = std::getenv("LOSSJIT_PIPELINE");
-        return !(v && std::string(v) == "0");
-    }();
+    static const bool pipeline = !turned_off("LOSSJIT_PIPELINE");
     // (and the gradient in the compute type: with no row pending, the exp loop writes its
     // pending row's vectors into the scratch row itself, just before its own exps)
     bool all_compute = true;
@@ -330,6 +344,24 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
         const Node& n = p.g[root];
         auto cached = [&](int i) { return p.g[i].op == Op::softmax && p.lse_of[static_cast<std::size_t>(i)] == p.cache_lse; };
         p.pipelined = cached(root) || (n.op == Op::sub && cached(n.a) && p.g[n.b].op == Op::onehot);
+    }
+    // Max ahead: the next row's max loop streams its row from memory (or L2) with a load and a
+    // max a vector, under no arithmetic; taken in this row's exp loop, which the FP units bound,
+    // it costs that loop one max a vector. fwd, one thread (ce_probe, interleaved, best of 5):
+    // 2048x4096 32.8 -> 41.7 GB/s, 512x32000 34.9 -> 37.5, 8192x1000 33.2 -> 34.7, 512x2000
+    // 36.6 -> 38.3, 16384x100 10.7 -> 12.5. Only for one pass: with a gradient pass after it,
+    // mixed (8192x1000 17.0 -> 14.9, 16384x500 13.5 -> 15.5, bf16 8192x1000 15.7 -> 17.0).
+    // LOSSJIT_MAX_AHEAD=0 turns it off (for comparisons).
+    static const bool max_ahead = !turned_off("LOSSJIT_MAX_AHEAD");
+    if (max_ahead && !p.rows && p.K != 0 && p.row_is_one_block() && p.lse == LseMode::two_pass && p.passes.size() == 1 &&
+        p.pass_groups(p.passes[0]).size() == 1) {
+        bool any = false, row_elements = true;
+        for (int r : p.passes[0].reductions)
+            if (p.g[r].op == Op::logsumexp) {
+                any = true;
+                row_elements = row_elements && reads_row_elements_only(p, p.g[r].a);
+            }
+        p.max_ahead = any && row_elements;
     }
     // Gradients larger than L3 leave the cache before anyone reads them: stored with streaming
     // stores they skip the read of each line a store first makes (RFO), a third of the traffic.
@@ -397,7 +429,9 @@ std::string to_string(const Plan& p) {
     os << "\n";
     bool labels = false;
     for (const Slot& s : p.slots) labels = labels || (!s.output && s.kind == InputKind::label);
-    if (labels) os << "  a row whose label is ignore_index: skipped before it is read (outputs 0, not counted)\n";
+    if (labels)
+        os << "  a row whose label is ignore_index: skipped " << (p.max_ahead ? "before its passes (the previous row's takes its max)" : "before it is read")
+           << " (outputs 0, not counted)\n";
     std::vector<bool> shown(static_cast<std::size_t>(g.size()), false);
     auto stage = [&](int d) {
         // scalar nodes known at this depth that are not leaves
@@ -434,10 +468,12 @@ std::string to_string(const Plan& p) {
             os << "    a max loop over the columns, then the main loop\n";
         } else if (two) {
             const bool whole = p.row_is_one_block();
+            const bool ahead = k == 0 && p.max_ahead;
             os << "    "
-               << (whole ? "whole row in cache: a max loop, then the main loop"
+               << (ahead ? "whole row in cache: its max taken by the previous row's main loop (a max loop where that row was skipped), then the main loop, which takes the next row's max"
+                   : whole ? "whole row in cache: a max loop, then the main loop"
                          : "in blocks of " + std::to_string(p.block) + " elements: per block a max loop, then the main loop, merged by rescaling")
-               << " (it prefetches the " << (whole ? "next rows" : "next block") << ", at least " << p.prefetch_min << " elements ahead)";
+               << " (it prefetches the " << (ahead ? "rows after the next" : whole ? "next rows" : "next block") << ", at least " << p.prefetch_min << " elements ahead)";
             if (p.block_sums_in_pieces()) os << "; its sums in two levels: each lane's join the " << (whole ? "row's" : "block's") << " every " << p.sum_block << " elements";
             os << "\n";
         } else if (additive && !p.rows && p.row_sums_in_pieces()) {

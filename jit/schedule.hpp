@@ -95,6 +95,12 @@ struct Plan {
     // pass of row r runs inside the exp loop of row r + 1, so that the stores of one row and the
     // arithmetic of the next share the time (codegen_row.cpp).
     bool pipelined = false;
+    // Row by row, one pass (fwd), each row one two-pass block: its logsumexps take the max of
+    // row r + 1 in row r's exp loop, whose arithmetic the next row's stream from memory then
+    // runs under instead of after; that row skips its max loop unless row r was skipped
+    // (codegen_row_pass.cpp). Only where the logsumexps' arguments read nothing of a row but
+    // its vector inputs' elements (no label, no per-row scalar).
+    bool max_ahead = false;
     // Elements (of the compute type) of the per-thread scratch row for rows of K: the cached
     // exp values, then one block max per block. 0 when the kernel needs none.
     std::size_t scratch_elems(std::size_t K) const {

@@ -209,6 +209,88 @@ TEST_CASE("pipelined rows: each row's gradient pass inside the next row's exp lo
     }
 }
 
+// Plan::max_ahead: a one-pass kernel (fwd) takes row r + 1's max in row r's exp loop; the row
+// after a skipped one scans its own. The logsumexps' arguments read the row's vector inputs only.
+TEST_CASE("max ahead: the next row's max taken in this row's exp loop") {
+    std::vector<jt::Case> fwd;
+    {
+        Graph g;
+        const int u = g.input("u", InputKind::logits), y = g.input("y", InputKind::label);
+        g.add_output("loss", g.apply(Op::sub, g.apply(Op::logsumexp, u), g.apply(Op::at, u, y)));
+        fwd.push_back({"ce_hard_fwd", g, {}});
+    }
+    {  // two logsumexps, one of a scaled argument, and a dot in the same pass
+        Graph g;
+        const int u = g.input("u", InputKind::logits), p = g.input("p", InputKind::probs);
+        const int half = g.apply(Op::mul, u, g.constant(0.5));
+        g.add_output("loss", g.apply(Op::sub, g.apply(Op::add, g.apply(Op::logsumexp, u), g.apply(Op::logsumexp, half)), g.apply(Op::dot, p, u)));
+        fwd.push_back({"two_lse_fwd", g, {}});
+    }
+    {  // an argument of two inputs (the weights a row shared by all)
+        Graph g;
+        const int u = g.input("u", InputKind::logits), w = g.input("w", InputKind::weights), y = g.input("y", InputKind::label);
+        g.add_output("loss", g.apply(Op::sub, g.apply(Op::logsumexp, g.apply(Op::add, u, w)), g.apply(Op::at, u, y)));
+        fwd.push_back({"shifted_fwd", g, {}});
+    }
+    for (const jt::Case& c : fwd)
+        for (DType dt : {DType::f32, DType::f64, DType::bf16})
+            for (std::size_t K : {40, 1000, 1001, 5008})
+                for (auto mode : {jt::Mode::normal, jt::Mode::neg_inf, jt::Mode::big}) {
+                    CompileOptions o;
+                    o.dtype = dt;
+                    o.row_length = K;
+                    const Kernel k = jt::check_case(c, 7, K, o, mode, static_cast<std::uint32_t>(K + 5));
+                    CHECK(k.schedule().find("previous row's main loop") != std::string::npos);
+                }
+    {  // a per-row scalar in the argument is row r's: no max ahead
+        Graph g;
+        const int u = g.input("u", InputKind::logits), t = g.input("t", InputKind::scalar);
+        g.add_output("loss", g.apply(Op::logsumexp, g.apply(Op::mul, u, t)));
+        CompileOptions o;
+        o.row_length = 1000;
+        const Kernel k = jt::check_case({"scaled_by_row", g, {}}, 5, 1000, o, jt::Mode::normal, 3);
+        CHECK(k.schedule().find("previous row's main loop") == std::string::npos);
+    }
+    // Against the generic kernel (K unknown: no max ahead), loss for loss: ignored rows (the
+    // first, two in a row, the last), a fully masked row, a row with a NaN, rows whose maxes
+    // differ by far; on one and two threads (each thread's last row has no next one).
+    const std::size_t N = 11, K = 1000;
+    const Graph& g = fwd[0].g;
+    const Kernel generic = compile(g);
+    CompileOptions o;
+    o.row_length = K;
+    const Kernel ahead = compile(g, o);
+    REQUIRE(ahead.schedule().find("previous row's main loop") != std::string::npos);
+    std::mt19937 rng(9);
+    std::normal_distribution<float> nd(0, 3);
+    std::vector<float> u(N * K);
+    for (std::size_t i = 0; i < N; ++i)
+        for (std::size_t j = 0; j < K; ++j) u[i * K + j] = nd(rng) + static_cast<float>(i % 3) * 1000.f;
+    std::vector<std::int64_t> y(N);
+    for (auto& v : y) v = static_cast<std::int64_t>(rng() % K);
+    y[0] = y[3] = y[4] = y[10] = -100;
+    for (std::size_t j = 0; j < K; ++j) u[6 * K + j] = -INFINITY;
+    u[8 * K + 17] = NAN;
+    for (int threads : {1, 2}) {
+        std::vector<float> l_ref(N, 7.f), l(N, 7.f);
+        Batch a, b;
+        a.bind("u", matrix(static_cast<const float*>(u.data()), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
+        a.bind("loss", column(l_ref.data(), N)).threads(threads);
+        b.bind("u", matrix(static_cast<const float*>(u.data()), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
+        b.bind("loss", column(l.data(), N)).threads(threads);
+        const Result ra = generic.run(a), rb = ahead.run(b);
+        CHECK(ra.ignored == 4);
+        CHECK(ra.masked == 1);
+        CHECK(rb.ignored == ra.ignored);
+        CHECK(rb.masked == ra.masked);
+        CHECK(std::isnan(l[8]));
+        for (std::size_t i = 0; i < N; ++i) {
+            INFO("row " << i << ", threads " << threads);
+            CHECK(std::memcmp(&l[i], &l_ref[i], sizeof(float)) == 0);
+        }
+    }
+}
+
 TEST_CASE("logsumexp strategies online and two-pass and blocked rows") {
     const Graph g = jt::ce_soft();
     for (auto lse : {CompileOptions::Lse::online, CompileOptions::Lse::two_pass})
