@@ -92,10 +92,11 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
     // computes, one after the other. The exp loop prefetches the inputs of the next block (the
     // next rows when the row is one block, Plan::prefetch_min ahead at least), so the next max
     // loop reads from cache and memory traffic overlaps the arithmetic. With the max ahead, the
-    // loop reads the next row itself and prefetches the one after (one row ahead, its prefetches
-    // and its loads of the same lines ran at 10 GB/s instead of 29 in a model of the loop).
+    // loop reads the next row itself and prefetches the ones after (one row ahead, its prefetches
+    // and its loads of the same lines ran at 10 GB/s instead of 29 in a model of the loop), or
+    // none at all where a gradient pass follows (Plan::prefetch).
     Value* ahead = nullptr;
-    if (any_two) {
+    if (any_two && P.prefetch) {
         Value* blk = ConstantInt::get(I64, static_cast<std::int64_t>(P.block));
         Value* least = ConstantInt::get(I64, static_cast<std::int64_t>(P.prefetch_min));
         ahead = max_ahead ? B.CreateMul(K, ConstantInt::get(I64, 2)) : B.CreateSelect(B.CreateICmpSGT(K, blk), blk, K);

@@ -12,6 +12,8 @@ namespace {
 constexpr std::size_t kRowsMaxK = 32;
 // Pipelined rows from this K on (Plan::pipelined)
 constexpr std::size_t kPipelineMinK = 4096;
+// Longest rows (bytes of input a row) of a kernel with passes after the first to take the max ahead
+constexpr std::size_t kMaxAheadRowBytes = 4096;
 
 std::string number(double v) {
     char buf[64];
@@ -349,12 +351,15 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
     // max a vector, under no arithmetic; taken in this row's exp loop, which the FP units bound,
     // it costs that loop one max a vector. fwd, one thread (ce_probe, interleaved, best of 5):
     // 2048x4096 32.8 -> 41.7 GB/s, 512x32000 34.9 -> 37.5, 8192x1000 33.2 -> 34.7, 512x2000
-    // 36.6 -> 38.3, 16384x100 10.7 -> 12.5. Only for one pass: with a gradient pass after it,
-    // mixed (8192x1000 17.0 -> 14.9, 16384x500 13.5 -> 15.5, bf16 8192x1000 15.7 -> 17.0).
-    // LOSSJIT_MAX_AHEAD=0 turns it off (for comparisons).
+    // 36.6 -> 38.3, 16384x100 10.7 -> 12.5. With a gradient pass after the exp loop, only for
+    // rows of up to kMaxAheadRowBytes and without software prefetches (best of 9): 8192x1000
+    // 16.0 -> 18.8, 4096x1024 18.6 -> 21.3, 8192x768 18.2 -> 21.0, 32768x100 7.4 -> 9.0; still
+    // prefetching, 8192x1000 lost 6%; on longer rows it lost (2000 fp32 2%, 4000 bf16 15%,
+    // 32000 bf16 30%). LOSSJIT_MAX_AHEAD=0 turns it off (for comparisons).
     static const bool max_ahead = !turned_off("LOSSJIT_MAX_AHEAD");
-    if (max_ahead && !p.rows && p.K != 0 && p.row_is_one_block() && p.lse == LseMode::two_pass && p.passes.size() == 1 &&
-        p.pass_groups(p.passes[0]).size() == 1) {
+    const bool one_pass = p.passes.size() == 1;
+    if (max_ahead && !p.rows && !p.pipelined && p.K != 0 && p.row_is_one_block() && p.lse == LseMode::two_pass && !p.passes.empty() &&
+        (one_pass || p.K * in_bytes <= kMaxAheadRowBytes) && p.pass_groups(p.passes[0]).size() == 1) {
         bool any = false, row_elements = true;
         for (int r : p.passes[0].reductions)
             if (p.g[r].op == Op::logsumexp) {
@@ -362,6 +367,7 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
                 row_elements = row_elements && reads_row_elements_only(p, p.g[r].a);
             }
         p.max_ahead = any && row_elements;
+        p.prefetch = !p.max_ahead || one_pass;
     }
     // Gradients larger than L3 leave the cache before anyone reads them: stored with streaming
     // stores they skip the read of each line a store first makes (RFO), a third of the traffic.
@@ -473,7 +479,9 @@ std::string to_string(const Plan& p) {
                << (ahead ? "whole row in cache: its max taken by the previous row's main loop (a max loop where that row was skipped), then the main loop, which takes the next row's max"
                    : whole ? "whole row in cache: a max loop, then the main loop"
                          : "in blocks of " + std::to_string(p.block) + " elements: per block a max loop, then the main loop, merged by rescaling")
-               << " (it prefetches the " << (ahead ? "rows after the next" : whole ? "next rows" : "next block") << ", at least " << p.prefetch_min << " elements ahead)";
+               << (!p.prefetch ? " (no prefetches: the hardware's follow its streams)"
+                               : std::string(" (it prefetches the ") + (ahead ? "rows after the next" : whole ? "next rows" : "next block") + ", at least " +
+                                     std::to_string(p.prefetch_min) + " elements ahead)");
             if (p.block_sums_in_pieces()) os << "; its sums in two levels: each lane's join the " << (whole ? "row's" : "block's") << " every " << p.sum_block << " elements";
             os << "\n";
         } else if (additive && !p.rows && p.row_sums_in_pieces()) {

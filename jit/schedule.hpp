@@ -52,8 +52,10 @@ struct Plan {
     LseMode lse = LseMode::two_pass;
     std::size_t block = 0;       // elements per block in two-pass logsumexp
     // A two-pass loop prefetches the inputs max(block, prefetch_min) elements ahead (the next
-    // block, or rows enough to cover memory's latency when a row is one short block).
+    // block, or rows enough to cover memory's latency when a row is one short block); with the
+    // max ahead, max(2K, prefetch_min), and in a kernel of several passes not at all (prefetch).
     std::size_t prefetch_min = 0;
+    bool prefetch = true;
     // The cached softmax's last pass stores its one vector output with non-temporal (streaming)
     // stores in rows that start on a vector boundary, when one call of the kernel writes at
     // least this many bytes of it (0: never; see schedule.cpp for when it applies).
@@ -95,11 +97,12 @@ struct Plan {
     // pass of row r runs inside the exp loop of row r + 1, so that the stores of one row and the
     // arithmetic of the next share the time (codegen_row.cpp).
     bool pipelined = false;
-    // Row by row, one pass (fwd), each row one two-pass block: its logsumexps take the max of
-    // row r + 1 in row r's exp loop, whose arithmetic the next row's stream from memory then
-    // runs under instead of after; that row skips its max loop unless row r was skipped
-    // (codegen_row_pass.cpp). Only where the logsumexps' arguments read nothing of a row but
-    // its vector inputs' elements (no label, no per-row scalar).
+    // Row by row, each row one two-pass block (of at most 4 KB where a gradient pass follows,
+    // not pipelined): the first pass's logsumexps take the max of row r + 1 in row r's exp
+    // loop, whose arithmetic the next row's stream from memory then runs under instead of after;
+    // that row skips its max loop unless row r was skipped (codegen_row_pass.cpp). Only where
+    // the logsumexps' arguments read nothing of a row but its vector inputs' elements (no
+    // label, no per-row scalar).
     bool max_ahead = false;
     // Elements (of the compute type) of the per-thread scratch row for rows of K: the cached
     // exp values, then one block max per block. 0 when the kernel needs none.

@@ -209,8 +209,9 @@ TEST_CASE("pipelined rows: each row's gradient pass inside the next row's exp lo
     }
 }
 
-// Plan::max_ahead: a one-pass kernel (fwd) takes row r + 1's max in row r's exp loop; the row
-// after a skipped one scans its own. The logsumexps' arguments read the row's vector inputs only.
+// Plan::max_ahead: a one-pass kernel (fwd), or one with a gradient pass and rows of up to 4 KB,
+// takes row r + 1's max in row r's exp loop; the row after a skipped one scans its own. The
+// logsumexps' arguments read the row's vector inputs only.
 TEST_CASE("max ahead: the next row's max taken in this row's exp loop") {
     std::vector<jt::Case> fwd;
     {
@@ -242,6 +243,15 @@ TEST_CASE("max ahead: the next row's max taken in this row's exp loop") {
                     const Kernel k = jt::check_case(c, 7, K, o, mode, static_cast<std::uint32_t>(K + 5));
                     CHECK(k.schedule().find("previous row's main loop") != std::string::npos);
                 }
+    for (const jt::Case& c : jt::cases())  // with a gradient pass
+        for (DType dt : {DType::f32, DType::bf16})
+            for (std::size_t K : {40, 1000, 1001}) {
+                CompileOptions o;
+                o.dtype = dt;
+                o.row_length = K;
+                const Kernel k = jt::check_case(c, 7, K, o, jt::Mode::neg_inf, static_cast<std::uint32_t>(K + 6));
+                if (c.name == "ce_hard") CHECK(k.schedule().find("previous row's main loop") != std::string::npos);
+            }
     {  // a per-row scalar in the argument is row r's: no max ahead
         Graph g;
         const int u = g.input("u", InputKind::logits), t = g.input("t", InputKind::scalar);
@@ -253,40 +263,56 @@ TEST_CASE("max ahead: the next row's max taken in this row's exp loop") {
     }
     // Against the generic kernel (K unknown: no max ahead), loss for loss: ignored rows (the
     // first, two in a row, the last), a fully masked row, a row with a NaN, rows whose maxes
-    // differ by far; on one and two threads (each thread's last row has no next one).
+    // differ by far; on one and two threads (each thread's last row has no next one), fwd and
+    // fwd+bwd with the gradient in place (a row's pass reads the next row before that row's
+    // gradient replaces it, and never the next thread's first row).
     const std::size_t N = 11, K = 1000;
-    const Graph& g = fwd[0].g;
-    const Kernel generic = compile(g);
-    CompileOptions o;
-    o.row_length = K;
-    const Kernel ahead = compile(g, o);
-    REQUIRE(ahead.schedule().find("previous row's main loop") != std::string::npos);
-    std::mt19937 rng(9);
-    std::normal_distribution<float> nd(0, 3);
-    std::vector<float> u(N * K);
-    for (std::size_t i = 0; i < N; ++i)
-        for (std::size_t j = 0; j < K; ++j) u[i * K + j] = nd(rng) + static_cast<float>(i % 3) * 1000.f;
-    std::vector<std::int64_t> y(N);
-    for (auto& v : y) v = static_cast<std::int64_t>(rng() % K);
-    y[0] = y[3] = y[4] = y[10] = -100;
-    for (std::size_t j = 0; j < K; ++j) u[6 * K + j] = -INFINITY;
-    u[8 * K + 17] = NAN;
-    for (int threads : {1, 2}) {
-        std::vector<float> l_ref(N, 7.f), l(N, 7.f);
-        Batch a, b;
-        a.bind("u", matrix(static_cast<const float*>(u.data()), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
-        a.bind("loss", column(l_ref.data(), N)).threads(threads);
-        b.bind("u", matrix(static_cast<const float*>(u.data()), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
-        b.bind("loss", column(l.data(), N)).threads(threads);
-        const Result ra = generic.run(a), rb = ahead.run(b);
-        CHECK(ra.ignored == 4);
-        CHECK(ra.masked == 1);
-        CHECK(rb.ignored == ra.ignored);
-        CHECK(rb.masked == ra.masked);
-        CHECK(std::isnan(l[8]));
-        for (std::size_t i = 0; i < N; ++i) {
-            INFO("row " << i << ", threads " << threads);
-            CHECK(std::memcmp(&l[i], &l_ref[i], sizeof(float)) == 0);
+    for (const Graph& g : {fwd[0].g, jt::ce_hard()}) {
+        const bool grad = g.outputs().size() > 1;
+        INFO((grad ? "fwd+bwd" : "fwd"));
+        const Kernel generic = compile(g);
+        CompileOptions o;
+        o.row_length = K;
+        const Kernel ahead = compile(g, o);
+        REQUIRE(ahead.schedule().find("previous row's main loop") != std::string::npos);
+        std::mt19937 rng(9);
+        std::normal_distribution<float> nd(0, 3);
+        std::vector<float> u(N * K);
+        for (std::size_t i = 0; i < N; ++i)
+            for (std::size_t j = 0; j < K; ++j) u[i * K + j] = nd(rng) + static_cast<float>(i % 3) * 1000.f;
+        std::vector<std::int64_t> y(N);
+        for (auto& v : y) v = static_cast<std::int64_t>(rng() % K);
+        y[0] = y[3] = y[4] = y[10] = -100;
+        for (std::size_t j = 0; j < K; ++j) u[6 * K + j] = -INFINITY;
+        u[8 * K + 17] = NAN;
+        for (int threads : {1, 2}) {
+            std::vector<float> l_ref(N, 7.f), l(N, 7.f), g_ref(N * K, 7.f), g_in(u);
+            Batch a, b;
+            a.bind("u", matrix(static_cast<const float*>(u.data()), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
+            a.bind("loss", column(l_ref.data(), N)).threads(threads);
+            b.bind("u", matrix(g_in.data(), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
+            b.bind("loss", column(l.data(), N)).threads(threads);
+            if (grad) {
+                a.bind("grad.u", matrix(g_ref.data(), N, K));
+                b.bind("grad.u", matrix(g_in.data(), N, K));  // in place
+            }
+            const Result ra = generic.run(a), rb = ahead.run(b);
+            CHECK(ra.ignored == 4);
+            CHECK(ra.masked == 1);
+            CHECK(rb.ignored == ra.ignored);
+            CHECK(rb.masked == ra.masked);
+            CHECK(std::isnan(l[8]));
+            for (std::size_t i = 0; i < N; ++i) {
+                INFO("row " << i << ", threads " << threads);
+                CHECK(std::memcmp(&l[i], &l_ref[i], sizeof(float)) == 0);
+            }
+            if (!grad) continue;
+            // a row of one block takes softmax as the kept exps / their sum, the generic kernel by
+            // its block's factor: rounded differently
+            std::size_t differ = 0;
+            for (std::size_t i = 0; i < N * K; ++i)
+                differ += !(std::fabs(g_in[i] - g_ref[i]) <= 1e-6f * std::fabs(g_ref[i]) + 1e-30f) && !(std::isnan(g_in[i]) && std::isnan(g_ref[i]));
+            CHECK(differ == 0);
         }
     }
 }
