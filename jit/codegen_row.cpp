@@ -201,6 +201,7 @@ void Em::pending_init() {
     pending.at_y = alloca(storage(d));
     pending.label = !P.labels_after_loop(P.passes.back(), true).empty();
     for (AllocaInst* a : {pending.M, pending.lo, pending.factor}) B.CreateStore(cf(0.0), a);  // then a past row's
+    B.CreateStore(ConstantInt::get(I64, 0), pending.y);
     pending_none();
 }
 
@@ -241,7 +242,9 @@ void Em::pending_vector(Value* i, Value* mask) {
     const DType d = P.slots[slot].dtype;
     Value* v = B.CreateFMul(B.CreateFMul(scratch_vector(i, mask), splat(pending_factor)), splat(slot_scale[slot]));  // as the pass would
     Value* out = B.CreateGEP(storage(d), B.CreateLoad(B.getPtrTy(), pending.out), i);
-    store_output(to_storage(v, d), out, d, mask, P.stream_min_bytes ? B.CreateLoad(B.getInt1Ty(), pending.stream) : nullptr);
+    Value* stream = P.stream_min_bytes ? B.CreateLoad(B.getInt1Ty(), pending.stream) : nullptr;
+    if (stream && pending.label) stream = streams_but_label(stream, i, B.CreateLoad(I64, pending.y));
+    store_output(to_storage(v, d), out, d, mask, stream);
 }
 
 void Em::pending_finish() {

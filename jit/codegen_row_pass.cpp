@@ -102,6 +102,7 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
         ahead = max_ahead ? B.CreateMul(K, ConstantInt::get(I64, 2)) : B.CreateSelect(B.CreateICmpSGT(K, blk), blk, K);
         ahead = B.CreateSelect(B.CreateICmpSGT(ahead, least), ahead, least);
     }
+    std::vector<LabelElement> at_labels;  // Plan::labels_after_loop: below
     auto main_body = [&](Value* i, Value* mask, int u) {
         if (pending_factor) pending_vector(i, mask);  // reads the kept exps before this row's replace them
         Ctx c = lanes_ctx(i, mask);
@@ -184,7 +185,10 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
             Value* v = B.CreateFMul(V(P.g.outputs()[static_cast<std::size_t>(w)].root, c), scale[slot]);
             const DType d = P.slots[slot].dtype;
             Value* st = to_storage(v, d);
-            store_output(st, element_ptr(static_cast<int>(slot), i), d, mask, stream_row);
+            Value* stream = stream_row;
+            for (const LabelElement& a : at_labels)
+                if (stream) stream = streams_but_label(stream, i, a.y);
+            store_output(st, element_ptr(static_cast<int>(slot), i), d, mask, stream);
         }
     };
     for (int w : ps.writes) {
@@ -197,7 +201,6 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
     // loop, whose lanes all take onehot as 0: the compare of every lane's column with the label
     // and the selects (softmax - 1 at the label) leave the loop, which becomes loads, multiplies
     // and stores (bf16 gradients 1.06-1.12x faster, fp32 in cache 1.04x: ce_probe).
-    std::vector<LabelElement> at_labels;
     const bool cached_last = !any_two && last && P.cache_lse >= 0;
     if (cached_last && cache_sum) whole_row_softmax();  // the row is one block: its factors
     for (int l : P.labels_after_loop(ps, last))
