@@ -318,9 +318,9 @@ TEST_CASE("max ahead: the next row's max taken in this row's exp loop") {
 }
 
 // Plan::stream_min_bytes: a gradient larger than the L3 (the threshold the schedule prints),
-// written by one call, is stored with streaming stores, but for the vector holding the label's element, which a plain
-// store writes after the loop. Rows of 4 KB (max ahead) and 16 KB (pipelined), against the
-// generic kernel (K unknown: plain stores), ignored rows included.
+// written by one call, is stored with streaming stores, but for the vector holding the label's
+// element, which a plain store writes after the loop. Rows of 4 KB (max ahead) and 16 KB
+// (pipelined), against the generic kernel (K unknown: plain stores), ignored rows included.
 TEST_CASE("streaming stores: a gradient larger than the L3") {
     for (std::size_t K : {1024, 4096}) {
         CompileOptions o;
