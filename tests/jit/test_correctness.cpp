@@ -317,52 +317,6 @@ TEST_CASE("max ahead: the next row's max taken in this row's exp loop") {
     }
 }
 
-// Plan::stream_min_bytes: a gradient larger than the L3 (the threshold the schedule prints),
-// written by one call, is stored with streaming stores, but for the vector holding the label's
-// element, which a plain store writes after the loop. Rows of 4 KB (max ahead) and 16 KB
-// (pipelined), against the generic kernel (K unknown: plain stores), ignored rows included.
-TEST_CASE("streaming stores: a gradient larger than the L3") {
-    for (std::size_t K : {1024, 4096}) {
-        CompileOptions o;
-        o.row_length = K;
-        const Kernel streaming = compile(jt::ce_hard(), o);
-        const std::string sched = streaming.schedule();
-        const std::string says = "streaming stores in rows on a vector boundary when a call writes ";
-        const std::size_t at = sched.find(says);
-        if (at == std::string::npos) {
-            WARN("no streaming stores on this machine (L3 size unknown): not exercised");
-            return;
-        }
-        const std::size_t bytes = std::stoull(sched.substr(at + says.size()));
-        const std::size_t N = bytes / (K * sizeof(float)) + 3;
-        INFO("K = " << K << ", N = " << N);
-        const Kernel generic = compile(jt::ce_hard());
-        std::mt19937 rng(static_cast<std::uint32_t>(K));
-        std::normal_distribution<float> nd(0, 3);
-        std::vector<float> u(N * K);
-        for (float& x : u) x = nd(rng);
-        std::vector<std::int64_t> y(N);
-        for (auto& v : y) v = static_cast<std::int64_t>(rng() % K);
-        y[1] = y[N - 1] = -100;
-        y[2] = 0;
-        y[3] = static_cast<std::int64_t>(K - 1);  // the row's first and last vectors hold the label
-        std::vector<float> g_ref(N * K), g_mem(N * K + 16), l_ref(N), l(N);
-        float* g = g_mem.data() + (64 - reinterpret_cast<std::uintptr_t>(g_mem.data()) % 64) % 64 / sizeof(float);  // rows on vector boundaries
-        Batch a, b;
-        a.bind("u", matrix(static_cast<const float*>(u.data()), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
-        a.bind("grad.u", matrix(g_ref.data(), N, K)).bind("loss", column(l_ref.data(), N));
-        b.bind("u", matrix(static_cast<const float*>(u.data()), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
-        b.bind("grad.u", matrix(g, N, K)).bind("loss", column(l.data(), N)).threads(1);  // one call writes it all
-        const Result ra = generic.run(a), rb = streaming.run(b);
-        CHECK(rb.ignored == ra.ignored);
-        CHECK(std::memcmp(l.data(), l_ref.data(), N * sizeof(float)) == 0);
-        std::size_t differ = 0;
-        for (std::size_t i = 0; i < N * K; ++i) differ += !(std::fabs(g[i] - g_ref[i]) <= 1e-6f * std::fabs(g_ref[i]) + 1e-30f);
-        CHECK(differ == 0);
-        for (std::size_t r : {0, 2, 3}) CHECK(g[r * K + static_cast<std::size_t>(y[r])] < 0.f);  // softmax - 1 at the label
-    }
-}
-
 TEST_CASE("logsumexp strategies online and two-pass and blocked rows") {
     const Graph g = jt::ce_soft();
     for (auto lse : {CompileOptions::Lse::online, CompileOptions::Lse::two_pass})
