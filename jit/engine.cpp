@@ -81,6 +81,13 @@ JITTargetMachineBuilder host_jtmb() {
         jtmb.getFeatures() = SubtargetFeatures();
     }
     jtmb.setCodeGenOptLevel(CodeGenOptLevel::Aggressive);
+    // Position-independent code in the small code model, as LLJIT asks for when it links with
+    // JITLink (which keeps an object's sections together): constants are loaded RIP-relative
+    // in one instruction where the JIT's default, the large model, built each address with a
+    // movabs first. compile() 3-6% fewer instructions (callgrind: generic K 137.8 -> 130.1 M,
+    // K = 10 139.0 -> 134.6 M, K = 1000 82.8 -> 80.2 M) and smaller row tails.
+    jtmb.setCodeModel(CodeModel::Small);
+    jtmb.setRelocationModel(Reloc::PIC_);
     return jtmb;
 }
 
@@ -315,7 +322,7 @@ const Target& host() {
 std::string cache_key(const Plan& p) {
     std::ostringstream os;
     const Target& t = host();
-    os << "lossjit kernel v5; llvm " << LLVM_VERSION_STRING << "; cpu " << t.cpu << "; features " << t.features << "; bits "
+    os << "lossjit kernel v6; llvm " << LLVM_VERSION_STRING << "; cpu " << t.cpu << "; features " << t.features << "; bits "
        << t.vector_bits << "\n";
     os << to_string(p) << graph_text(p.g);
     os << "K " << p.K << " block " << p.block << " lse " << static_cast<int>(p.lse) << " opt " << p.opt_level << " unroll " << p.unroll
