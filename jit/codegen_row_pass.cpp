@@ -103,6 +103,12 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
         ahead = B.CreateSelect(B.CreateICmpSGT(ahead, least), ahead, least);
     }
     std::vector<LabelElement> at_labels;  // Plan::labels_after_loop: below
+    // a lane-wise max into A over the lanes of mask (null: all); a NaN x is ignored (max_fast)
+    auto take_max = [&](AllocaInst* A, Value* x, Value* mask) {
+        Value* acc = B.CreateLoad(VF, A);
+        Value* m = max_fast(acc, x);
+        B.CreateStore(mask ? B.CreateSelect(mask, m, acc) : m, A);
+    };
     auto main_body = [&](Value* i, Value* mask, int u) {
         if (pending_factor) pending_vector(i, mask);  // reads the kept exps before this row's replace them
         Ctx c = lanes_ctx(i, mask);
@@ -172,12 +178,8 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
         if (max_ahead) {  // the next row's elements: its bases stand in for this row's
             std::swap(row_base, next_base);
             Ctx cn = lanes_ctx(i, mask);
-            for (Red& r : reds) {
-                if (!r.two_pass) continue;
-                AllocaInst* A = r.next[static_cast<std::size_t>(u)];
-                Value* acc = B.CreateLoad(VF, A);
-                B.CreateStore(keep(max_fast(acc, V(P.g[r.node].a, cn)), acc), A);
-            }
+            for (Red& r : reds)
+                if (r.two_pass) take_max(r.next[static_cast<std::size_t>(u)], V(P.g[r.node].a, cn), mask);
             std::swap(row_base, next_base);
         }
         for (int w : ps.writes) {
@@ -312,13 +314,8 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
             auto max_loop = [&] {
                 emit_loop(b0, be, [&](Value* i, Value* mask, int u) {
                     Ctx c = lanes_ctx(i, mask);
-                    for (Red& r : reds) {
-                        if (!r.two_pass) continue;
-                        AllocaInst* A = r.a[static_cast<std::size_t>(u)];
-                        Value* acc = B.CreateLoad(VF, A);
-                        Value* m = max_fast(acc, V(P.g[r.node].a, c));
-                        B.CreateStore(mask ? B.CreateSelect(mask, m, acc) : m, A);
-                    }
+                    for (Red& r : reds)
+                        if (r.two_pass) take_max(r.a[static_cast<std::size_t>(u)], V(P.g[r.node].a, c), mask);
                 }, UM);
             };
             if (max_ahead) {  // the lanes' maxes the previous row's exp loop took, if it ran
