@@ -10,12 +10,10 @@
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
 #include <llvm/ExecutionEngine/Orc/ThreadSafeModule.h>
 #include <llvm/IR/LegacyPassManager.h>
-#include <llvm/IR/OptBisect.h>
 #include <llvm/MC/MCSubtargetInfo.h>
 #include <llvm/MC/TargetRegistry.h>
 #include <llvm/Passes/PassBuilder.h>
 #include <llvm/Transforms/InstCombine/InstCombine.h>
-#include <llvm/Transforms/Scalar/ADCE.h>
 #include <llvm/Transforms/Scalar/EarlyCSE.h>
 #include <llvm/Transforms/Scalar/GVN.h>
 #include <llvm/Transforms/Scalar/LICM.h>
@@ -24,6 +22,7 @@
 #include <llvm/Transforms/Scalar/SROA.h>
 #include <llvm/Transforms/Scalar/SimplifyCFG.h>
 #include <llvm/Support/MemoryBuffer.h>
+#include <llvm/Support/SmallVectorMemoryBuffer.h>
 #include <llvm/Support/TargetSelect.h>
 #include <llvm/Support/raw_ostream.h>
 #include <llvm/Target/TargetMachine.h>
@@ -146,7 +145,9 @@ Target detect() {
 //   0  none;
 //   1  cleanup: the emitter's allocas to SSA, instruction combining, CFG simplification;
 //   2  the kernel pipeline (default): cleanup, common subexpressions, loop rotation and hoisting
-//      of loop invariants, redundancy elimination, dead code;
+//      of loop invariants, redundancy elimination (no aggressive dead code elimination and no
+//      MemorySSA for EarlyCSE: the same assembly for K = 10, 1000, 32000 and generic K, fwd,
+//      fwd+bwd and bf16, 0.4-0.6 M fewer compile() instructions);
 //   3  LLVM's O3 (with the vectorizers and the unroller off).
 // The emitter hands over IR that is already vectorized, unrolled, with masked tails, and with no
 // loop a known K rules out, so the kernel pipeline ends in the same vector arithmetic as O3
@@ -177,7 +178,7 @@ void optimize(Module& m, TargetMachine* tm, int level) {
     }
     FunctionPassManager fpm;
     fpm.addPass(SROAPass(SROAOptions::ModifyCFG));
-    if (level >= 2) fpm.addPass(EarlyCSEPass(/*UseMemorySSA=*/true));
+    if (level >= 2) fpm.addPass(EarlyCSEPass(/*UseMemorySSA=*/false));
     fpm.addPass(InstCombinePass());
     fpm.addPass(SimplifyCFGPass());
     if (level >= 2) {
@@ -188,7 +189,6 @@ void optimize(Module& m, TargetMachine* tm, int level) {
         fpm.addPass(GVNPass());
         fpm.addPass(InstCombinePass());
         fpm.addPass(SimplifyCFGPass());
-        fpm.addPass(ADCEPass());
     }
     ModulePassManager mpm;
     mpm.addPass(createModuleToFunctionPassAdaptor(std::move(fpm)));
@@ -205,6 +205,29 @@ TargetMachine& thread_tm() {
     if (!tm) tm = check(host_jtmb().createTargetMachine(), "creating a target machine");
     return *tm;
 }
+
+// The code generation pipeline of the kernels: the target's, without loop strength reduction and
+// its canonicalization of freeze instructions in loops (with the loop simplification, LCSSA and
+// scalar evolution they pull in). The kernels' loops index every row with one induction variable
+// and x86's scaled-index addressing: LSR found nothing to gain there (the same speed in ce_probe,
+// specialized and generic, fwd and fwd+bwd) and the two passes cost 9.6 M of the generic kernel's
+// 130 M compile() instructions (callgrind), 2 M at K = 10. Dropped as the target adds them, so
+// other LLVM users in the process keep their pipeline; O3 (opt_level 3) keeps the whole of it.
+class KernelCodegenPasses final : public legacy::PassManager {
+public:
+    explicit KernelCodegenPasses(int opt_level) : all_(opt_level >= 3) {}
+    void add(llvm::Pass* p) override {
+        const StringRef name = p->getPassName();
+        if (!all_ && (name == "Loop Strength Reduction" || name == "Canonicalize Freeze Instructions in Loops")) {
+            delete p;  // the pass manager's own contract: add() may delete the pass it is given
+            return;
+        }
+        legacy::PassManager::add(p);
+    }
+
+private:
+    bool all_;
+};
 
 // Writes compiled objects to the disk cache; never supplies them (reads bypass the compiler).
 class DiskWriter : public ObjectCache {
@@ -233,18 +256,28 @@ private:
 };
 
 // The IR compiler: like ConcurrentIRCompiler (safe from many threads at once), but with one
-// TargetMachine per thread, reused, instead of a new one per module (JIT latency).
+// TargetMachine per thread, reused, instead of a new one per module (JIT latency), and the
+// kernels' code generation pipeline (KernelCodegenPasses).
 class ThreadCompiler : public IRCompileLayer::IRCompiler {
 public:
     ThreadCompiler(JITTargetMachineBuilder b, ObjectCache* c)
         : IRCompiler(irManglingOptionsFromTargetOptions(b.getOptions())), cache_(c) {}
     Expected<std::unique_ptr<MemoryBuffer>> operator()(Module& m) override {
         const auto t0 = std::chrono::steady_clock::now();
-        SimpleCompiler compile(thread_tm(), cache_);
-        auto r = compile(m);
+        SmallVector<char, 0> obj;
+        {
+            raw_svector_ostream os(obj);
+            KernelCodegenPasses pm(opt_level_of(m));
+            MCContext* mc = nullptr;
+            if (thread_tm().addPassesToEmitMC(pm, mc, os))
+                return make_error<StringError>("the target cannot emit machine code", inconvertibleErrorCode());
+            pm.run(m);
+        }
+        auto r = std::make_unique<SmallVectorMemoryBuffer>(std::move(obj), m.getModuleIdentifier() + "-object", false);
+        if (cache_) cache_->notifyObjectCompiled(&m, r->getMemBufferRef());
         if (timing())
             fprintf(stderr, "codegen %.2f ms\n", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-        return r;
+        return std::unique_ptr<MemoryBuffer>(std::move(r));
     }
 
 private:
@@ -291,18 +324,7 @@ Jit& the_jit() {
     return *jit;
 }
 
-// Loop strength reduction skipped in the kernels' contexts (a per-context gate, so other LLVM
-// users in the process keep it): the kernels' loops index their rows with one induction variable
-// and x86's scaled-index addressing, LSR found nothing to gain there (the same speed, ce_probe)
-// and cost 19 M of the generic kernel's 159 M compile() instructions (callgrind).
-struct SkipLoopStrengthReduction final : OptPassGate {
-    bool shouldRunPass(const StringRef pass, StringRef) override { return pass != "Loop Strength Reduction"; }
-    bool isEnabled() const override { return true; }
-};
-
 std::unique_ptr<Module> module_for(LLVMContext& ctx, const Plan& p, const std::string& id) {
-    static SkipLoopStrengthReduction gate;
-    if (p.opt_level < 3) ctx.setOptPassGate(gate);
     auto m = emit_module(ctx, p, host(), "lossjit_kernel");
     m->setModuleIdentifier(id);
     m->addModuleFlag(Module::Warning, "lossjit.opt", static_cast<uint32_t>(p.opt_level));
@@ -322,7 +344,7 @@ const Target& host() {
 std::string cache_key(const Plan& p) {
     std::ostringstream os;
     const Target& t = host();
-    os << "lossjit kernel v6; llvm " << LLVM_VERSION_STRING << "; cpu " << t.cpu << "; features " << t.features << "; bits "
+    os << "lossjit kernel v7; llvm " << LLVM_VERSION_STRING << "; cpu " << t.cpu << "; features " << t.features << "; bits "
        << t.vector_bits << "\n";
     os << to_string(p) << graph_text(p.g);
     os << "K " << p.K << " block " << p.block << " lse " << static_cast<int>(p.lse) << " opt " << p.opt_level << " unroll " << p.unroll
@@ -399,7 +421,7 @@ std::string asm_text(const Plan& p) {
     optimize(*m, &tm, p.opt_level);
     SmallString<0> buf;
     raw_svector_ostream os(buf);
-    legacy::PassManager pm;
+    KernelCodegenPasses pm(p.opt_level);
     if (tm.addPassesToEmitFile(pm, os, nullptr, CodeGenFileType::AssemblyFile))
         throw error("the target cannot print assembly");
     pm.run(*m);
