@@ -195,9 +195,14 @@ void optimize(Module& m, TargetMachine* tm, int level) {
     mpm.run(m, mam);
 }
 
+// What the JIT's layers need to know of a kernel's plan, carried by its module's flags.
 int opt_level_of(const Module& m) {
     if (auto* md = mdconst::extract_or_null<ConstantInt>(m.getModuleFlag("lossjit.opt"))) return static_cast<int>(md->getZExtValue());
     return 2;
+}
+bool across_rows(const Module& m) {
+    auto* md = mdconst::extract_or_null<ConstantInt>(m.getModuleFlag("lossjit.rows"));
+    return md && md->getZExtValue() != 0;
 }
 
 TargetMachine& thread_tm() {
@@ -206,19 +211,27 @@ TargetMachine& thread_tm() {
     return *tm;
 }
 
-// The code generation pipeline of the kernels: the target's, without loop strength reduction and
-// its canonicalization of freeze instructions in loops (with the loop simplification, LCSSA and
-// scalar evolution they pull in). The kernels' loops index every row with one induction variable
-// and x86's scaled-index addressing: LSR found nothing to gain there (the same speed in ce_probe,
-// specialized and generic, fwd and fwd+bwd) and the two passes cost 9.6 M of the generic kernel's
-// 130 M compile() instructions (callgrind), 2 M at K = 10. Dropped as the target adds them, so
-// other LLVM users in the process keep their pipeline; O3 (opt_level 3) keeps the whole of it.
+// The code generation pipeline of the kernels: the target's, less what costs compile time and
+// finds nothing to gain in a kernel. Dropped as the target adds them, so other LLVM users in the
+// process keep their pipeline; O3 (opt_level 3) keeps the whole of it.
+// - Loop strength reduction and its canonicalization of freeze instructions in loops (with the
+//   loop simplification, LCSSA and scalar evolution they pull in): the kernels' loops index every
+//   row with one induction variable and x86's scaled-index addressing, and LSR found nothing to
+//   gain there (the same speed in ce_probe, specialized and generic, fwd and fwd+bwd). They cost
+//   9.6 M of the generic kernel's 130 M compile() instructions (callgrind), 2 M at K = 10.
+// - The post-RA scheduler, in the across-rows kernel (short rows) only: its blocks are
+//   straight-line code over 16 rows whose order Zen 5's out-of-order core finds by itself (the
+//   same speed for 65536x10 fwd, fwd+bwd and bf16, 65536x16, 32768x32), and it cost 8.6 M of
+//   the K = 10 kernel's 132 M. The row kernels keep it: without it bf16 fwd lost 2-5%
+//   (8192x1000, 512x32000).
 class KernelCodegenPasses final : public legacy::PassManager {
 public:
-    explicit KernelCodegenPasses(int opt_level) : all_(opt_level >= 3) {}
+    KernelCodegenPasses(int opt_level, bool across_rows) : all_(opt_level >= 3), across_rows_(across_rows) {}
     void add(llvm::Pass* p) override {
         const StringRef name = p->getPassName();
-        if (!all_ && (name == "Loop Strength Reduction" || name == "Canonicalize Freeze Instructions in Loops")) {
+        const bool drop = name == "Loop Strength Reduction" || name == "Canonicalize Freeze Instructions in Loops" ||
+                          (across_rows_ && name == "Post RA top-down list latency scheduler");
+        if (drop && !all_) {
             delete p;  // the pass manager's own contract: add() may delete the pass it is given
             return;
         }
@@ -226,7 +239,7 @@ public:
     }
 
 private:
-    bool all_;
+    bool all_, across_rows_;
 };
 
 // Writes compiled objects to the disk cache; never supplies them (reads bypass the compiler).
@@ -267,7 +280,7 @@ public:
         SmallVector<char, 0> obj;
         {
             raw_svector_ostream os(obj);
-            KernelCodegenPasses pm(opt_level_of(m));
+            KernelCodegenPasses pm(opt_level_of(m), across_rows(m));
             MCContext* mc = nullptr;
             if (thread_tm().addPassesToEmitMC(pm, mc, os))
                 return make_error<StringError>("the target cannot emit machine code", inconvertibleErrorCode());
@@ -328,6 +341,7 @@ std::unique_ptr<Module> module_for(LLVMContext& ctx, const Plan& p, const std::s
     auto m = emit_module(ctx, p, host(), "lossjit_kernel");
     m->setModuleIdentifier(id);
     m->addModuleFlag(Module::Warning, "lossjit.opt", static_cast<uint32_t>(p.opt_level));
+    m->addModuleFlag(Module::Warning, "lossjit.rows", static_cast<uint32_t>(p.rows));
     TargetMachine& tm = thread_tm();
     m->setDataLayout(tm.createDataLayout());
     m->setTargetTriple(tm.getTargetTriple().str());
@@ -344,7 +358,7 @@ const Target& host() {
 std::string cache_key(const Plan& p) {
     std::ostringstream os;
     const Target& t = host();
-    os << "lossjit kernel v7; llvm " << LLVM_VERSION_STRING << "; cpu " << t.cpu << "; features " << t.features << "; bits "
+    os << "lossjit kernel v8; llvm " << LLVM_VERSION_STRING << "; cpu " << t.cpu << "; features " << t.features << "; bits "
        << t.vector_bits << "\n";
     os << to_string(p) << graph_text(p.g);
     os << "K " << p.K << " block " << p.block << " lse " << static_cast<int>(p.lse) << " opt " << p.opt_level << " unroll " << p.unroll
@@ -421,7 +435,7 @@ std::string asm_text(const Plan& p) {
     optimize(*m, &tm, p.opt_level);
     SmallString<0> buf;
     raw_svector_ostream os(buf);
-    KernelCodegenPasses pm(p.opt_level);
+    KernelCodegenPasses pm(p.opt_level, p.rows);
     if (tm.addPassesToEmitFile(pm, os, nullptr, CodeGenFileType::AssemblyFile))
         throw error("the target cannot print assembly");
     pm.run(*m);
