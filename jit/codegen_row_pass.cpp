@@ -286,7 +286,8 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
             }
             block_main_loop(b0, be);
         };
-        stream_row = row_streams(P.output_slot(ps.writes[0]));
+        // (a loss without gradients can end in a pass of reductions alone)
+        stream_row = ps.writes.empty() ? nullptr : row_streams(P.output_slot(ps.writes[0]));
         for_each_block(block);
         stream_row = nullptr;
     } else if (!any_two && !cascaded.empty()) {

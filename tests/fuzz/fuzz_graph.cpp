@@ -79,6 +79,7 @@ struct Case {
     unsigned ignore_one_in = 0;
     bool shared_weights = false;
     bool weighted_mean = false;  // drawn; applied where the kernel allows it (see weighted_mean_applies)
+    bool loss_alone = false;     // the gradients dropped: a fwd kernel
     std::uint64_t seed = 0;
 };
 
@@ -129,6 +130,18 @@ Case draw_case(ByteReader& in) {
     c.weighted_mean = in.pick(2) == 1;
     // the same graph with each row's loss weighted by w[y] (what weighted_mean is for)
     if (in.pick(2) == 1) c.rg = GraphDrawer(graph_bytes, true).draw();
+    // the loss alone, without its gradients, now and then: a fwd kernel (Plan::batched_tail,
+    // a last pass of reductions alone); 0 past the end keeps them
+    if (in.pick(4) == 3) {
+        Graph g;
+        std::vector<int> memo(static_cast<std::size_t>(c.rg.g.size()), -1);
+        for (const Output& o : c.rg.g.outputs())
+            if (!o.name.view().starts_with("grad.")) g.add_output(o.name.view(), copy_into(g, c.rg.g, o.root, memo));
+        // kept where a vector input remains to give the rows their length (a constant loss
+        // reads none: its gradient was what read u)
+        for (const Node& n : g.nodes()) c.loss_alone = c.loss_alone || (n.op == Op::input && n.shape == Shape::vector);
+        if (c.loss_alone) c.rg.g = g;
+    }
     for (const Node& n : c.rg.g.nodes())  // only the params the simplified graph still has
         if (n.op == Op::input && n.kind == InputKind::param)
             for (auto& p : c.rg.params)
@@ -215,15 +228,15 @@ bool weighted_mean_applies(const Kernel& k, const Case& c) {
 }
 
 struct Stats {
-    std::uint64_t cases = 0, bf16_cases = 0, weighted = 0, rows = 0, ignored = 0, masked = 0, unclear_rows = 0, strict = 0, loose = 0,
+    std::uint64_t cases = 0, bf16_cases = 0, weighted = 0, loss_alone = 0, rows = 0, ignored = 0, masked = 0, unclear_rows = 0, strict = 0, loose = 0,
                   unchecked = 0;
     ~Stats() {
         auto n = [](std::uint64_t x) { return static_cast<unsigned long long>(x); };
         if (std::getenv("LOSSJIT_FUZZ_STATS") != nullptr)
             std::fprintf(stderr,
-                         "lossjit fuzz: %llu cases (%llu bf16, %llu weighted means), %llu rows (%llu ignored, %llu masked, %llu unclear); "
+                         "lossjit fuzz: %llu cases (%llu bf16, %llu weighted means, %llu losses alone), %llu rows (%llu ignored, %llu masked, %llu unclear); "
                          "elements checked: %llu strictly, %llu by class only (%llu not at all)\n",
-                         n(cases), n(bf16_cases), n(weighted), n(rows), n(ignored), n(masked), n(unclear_rows), n(strict), n(loose), n(unchecked));
+                         n(cases), n(bf16_cases), n(weighted), n(loss_alone), n(rows), n(ignored), n(masked), n(unclear_rows), n(strict), n(loose), n(unchecked));
     }
 };
 Stats stats;
@@ -323,6 +336,7 @@ void check(const Case& c, const Kernel& k, const std::vector<Buffers>& bufs, con
     stats.cases++;
     stats.bf16_cases += c.opt.dtype == DType::bf16;
     stats.weighted += c.weighted_mean;
+    stats.loss_alone += c.loss_alone;
     stats.rows += c.N;
     stats.ignored += ignored;
     stats.masked += masked_rows;
