@@ -58,6 +58,7 @@ public:
         reduced.assign(n, nullptr);
         lse_hi.assign(n, nullptr);
         lse_lo.assign(n, nullptr);
+        lse_rest.assign(n, nullptr);
         slot_of.assign(n, -1);
         for (std::size_t s = 0; s < P.slots.size(); ++s)
             if (!P.slots[s].output) slot_of[static_cast<std::size_t>(P.slot_node[s])] = static_cast<int>(s);
@@ -79,6 +80,9 @@ public:
     // lo = log(sum exp(x - hi)) = log1p(sum over all but one maximal element), kept apart so that
     // x - lse = (x - hi) - lo loses nothing when x is near the max (p near 1: softmax - 1)
     std::vector<Value*> lse_hi, lse_lo;
+    // Plan::batched_tail: lo's argument, log1p(rest) = lo, left to the batch (lse_lo and the
+    // logsumexp's value stay null in the row)
+    std::vector<Value*> lse_rest;
     std::vector<int> slot_of;
     std::vector<Value*> label_val;  // per node: the row's label as i64
     Instruction* stage_end = nullptr;

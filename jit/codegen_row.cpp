@@ -9,6 +9,10 @@
 //     the pass's reductions; two-pass logsumexp adds a max loop before it, per block of the row;
 //     the last pass also stores the vector outputs
 //     final stage: scalar outputs, stored per row and summed
+//   Plan::batched_tail: the rows in batches of VW, the final stage after each batch's rows:
+//     for each row of the batch: as above up to the pass; its reductions kept by lane
+//     the logsumexps' log1p, one vector for the batch
+//     for each row of the batch not skipped: the final stage
 //   skipped rows (a label equal to ignore_index, checked before anything of the row is read;
 //   or a logsumexp of -inf, checked after the pass that computes it): every output of the row
 //   is written as 0 (vector outputs by a plain store loop) and row_state[r] says why
@@ -56,16 +60,54 @@ void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector
         B.CreateCondBr(c, skip, go, why == 2 ? md.createBranchWeights(1, 1 << 12) : nullptr);
         B.SetInsertPoint(go);
     };
+    // Plan::batched_tail: the batch's rows [b, row_end) and, per reduction of the pass, its
+    // values by lane (a logsumexp's max, and the log1p's argument, then the log1p)
+    struct Kept {
+        int node;
+        AllocaInst *value, *rest;
+    };
+    std::vector<Kept> kept;
+    AllocaInst* batch = nullptr;
+    Value *b = nullptr, *row_end = re;
+    BasicBlock *flush = nullptr, *bcond = nullptr;
+    if (P.batched_tail) {
+        for (int red : P.passes[0].reductions)
+            kept.push_back({red, B.CreateAlloca(e.VF), P.g[red].op == Op::logsumexp ? B.CreateAlloca(e.VF) : nullptr});
+        batch = B.CreateAlloca(e.I64);
+        B.CreateStore(rb, batch);
+        bcond = BasicBlock::Create(C, "batch.cond", fn);
+        BasicBlock* bbody = BasicBlock::Create(C, "batch.body", fn);
+        flush = BasicBlock::Create(C, "batch.flush", fn);
+        B.CreateBr(bcond);
+        B.SetInsertPoint(bcond);
+        b = B.CreateLoad(e.I64, batch);
+        B.CreateCondBr(B.CreateICmpSLT(b, re), bbody, done);
+        B.SetInsertPoint(bbody);
+        row_end = B.CreateBinaryIntrinsic(Intrinsic::smin, B.CreateAdd(b, ConstantInt::get(e.I64, static_cast<std::uint64_t>(e.VW))), re);
+        for (const Kept& k : kept)
+            if (k.rest) B.CreateStore(ConstantFP::get(e.VF, 0.0), k.rest);  // skipped rows' lanes: 0, not garbage
+        B.CreateStore(b, row);
+    }
     B.CreateBr(cond);
     B.SetInsertPoint(cond);
     Value* r = B.CreateLoad(e.I64, row);
-    B.CreateCondBr(B.CreateICmpSLT(r, re), body, done);
+    B.CreateCondBr(B.CreateICmpSLT(r, row_end), body, P.batched_tail ? flush : done);
     B.SetInsertPoint(body);
 
     // row bases and labels
-    e.row_base.assign(ns, nullptr);
-    for (std::size_t s = 0; s < ns; ++s)
-        e.row_base[s] = B.CreateGEP(e.storage(P.slots[s].dtype), e.slot_ptr[s], B.CreateMul(r, e.slot_stride[s]));
+    auto row_setup = [&](Value* at) {
+        e.row_base.assign(ns, nullptr);
+        for (std::size_t s = 0; s < ns; ++s)
+            e.row_base[s] = B.CreateGEP(e.storage(P.slots[s].dtype), e.slot_ptr[s], B.CreateMul(at, e.slot_stride[s]));
+        e.label_val.assign(static_cast<std::size_t>(P.g.size()), nullptr);
+        for (std::size_t s = 0; s < ns; ++s)
+            if (!P.slots[s].output && P.slots[s].kind == InputKind::label) {
+                Value* y = B.CreateLoad(e.storage(P.slots[s].dtype), e.row_base[s]);
+                if (P.slots[s].dtype == DType::i32) y = B.CreateSExt(y, e.I64);
+                e.label_val[static_cast<std::size_t>(P.slot_node[s])] = y;
+            }
+    };
+    row_setup(r);
     if (P.max_ahead) {
         Value* r1 = B.CreateAdd(r, ConstantInt::get(e.I64, 1));
         Value* more = B.CreateICmpSLT(r1, re);
@@ -75,13 +117,6 @@ void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector
         for (std::size_t s = 0; s < ns; ++s)
             e.next_base[s] = B.CreateSelect(more, B.CreateGEP(e.storage(P.slots[s].dtype), e.row_base[s], e.slot_stride[s]), e.row_base[s]);
     }
-    e.label_val.assign(static_cast<std::size_t>(P.g.size()), nullptr);
-    for (std::size_t s = 0; s < ns; ++s)
-        if (!P.slots[s].output && P.slots[s].kind == InputKind::label) {
-            Value* y = B.CreateLoad(e.storage(P.slots[s].dtype), e.row_base[s]);
-            if (P.slots[s].dtype == DType::i32) y = B.CreateSExt(y, e.I64);
-            e.label_val[static_cast<std::size_t>(P.slot_node[s])] = y;
-        }
     // a label equal to ignore_index: the row is skipped before anything else of it is read
     {
         Value* ign = nullptr;
@@ -112,20 +147,37 @@ void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector
         Value* neg = nullptr;
         for (int red : P.passes[k].reductions)
             if (P.g[red].op == Op::logsumexp) {
-                Value* c = e.isneginf(e.reduced[static_cast<std::size_t>(red)]);
+                const auto n = static_cast<std::size_t>(red);
+                // batched: hi + log1p(rest) is -inf exactly when hi is and rest is no NaN (rest
+                // >= 0 where hi is finite; an all -inf row has hi -inf and rest >= -1)
+                Value* c = P.batched_tail ? B.CreateAnd(e.isneginf(e.lse_hi[n]), B.CreateFCmpORD(e.lse_rest[n], e.lse_rest[n]))
+                                          : e.isneginf(e.reduced[n]);
                 neg = neg ? B.CreateOr(neg, c) : c;
             }
         if (neg) skip_if(neg, 2, "row.unmasked");
     }
-    e.new_stage();
-    for (std::size_t s = 0; s < ns; ++s) {
-        if (!acc[s]) continue;
-        Value* v = e.S(P.slot_node[s]);
-        Value* d = e.F->isDoubleTy() ? v : B.CreateFPExt(v, e.D);
-        B.CreateStore(B.CreateFAdd(B.CreateLoad(e.D, acc[s]), d), acc[s]);
-        // an unbound per-row output points at a scratch value with stride 0 (no branch here)
-        const DType dt = P.slots[s].dtype;
-        B.CreateAlignedStore(e.to_storage(v, dt), e.row_base[s], Align(size_of(dt)));
+    // the final stage: scalar outputs stored and summed
+    auto final_stage = [&] {
+        e.new_stage();
+        for (std::size_t s = 0; s < ns; ++s) {
+            if (!acc[s]) continue;
+            Value* v = e.S(P.slot_node[s]);
+            Value* d = e.F->isDoubleTy() ? v : B.CreateFPExt(v, e.D);
+            B.CreateStore(B.CreateFAdd(B.CreateLoad(e.D, acc[s]), d), acc[s]);
+            // an unbound per-row output points at a scratch value with stride 0 (no branch here)
+            const DType dt = P.slots[s].dtype;
+            B.CreateAlignedStore(e.to_storage(v, dt), e.row_base[s], Align(size_of(dt)));
+        }
+    };
+    if (P.batched_tail) {
+        Value* lane = B.CreateSub(r, b);
+        for (const Kept& k : kept) {
+            const auto n = static_cast<std::size_t>(k.node);
+            B.CreateStore(k.rest ? e.lse_hi[n] : e.reduced[n], B.CreateGEP(e.F, k.value, lane));
+            if (k.rest) B.CreateStore(e.lse_rest[n], B.CreateGEP(e.F, k.rest, lane));
+        }
+    } else {
+        final_stage();
     }
     B.CreateStore(ConstantInt::get(I8, 0), B.CreateGEP(I8, state, r));
     B.CreateBr(next);
@@ -163,6 +215,47 @@ void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector
     B.SetInsertPoint(next);
     B.CreateStore(B.CreateAdd(r, ConstantInt::get(e.I64, 1)), row);
     B.CreateBr(cond);
+
+    if (P.batched_tail) {
+        // the batch's log1p, then the final stage of each of its rows that was not skipped
+        B.SetInsertPoint(flush);
+        for (const Kept& k : kept)
+            if (k.rest) B.CreateStore(emit_log1p(B, B.CreateLoad(e.VF, k.rest)), k.rest);
+        BasicBlock* fcond = BasicBlock::Create(C, "tail.cond", fn);
+        BasicBlock* fbody = BasicBlock::Create(C, "tail.body", fn);
+        BasicBlock* frow = BasicBlock::Create(C, "tail.row", fn);
+        BasicBlock* fnext = BasicBlock::Create(C, "tail.next", fn);
+        BasicBlock* fdone = BasicBlock::Create(C, "tail.done", fn);
+        B.CreateStore(b, row);
+        B.CreateBr(fcond);
+        B.SetInsertPoint(fcond);
+        Value* r2 = B.CreateLoad(e.I64, row);
+        B.CreateCondBr(B.CreateICmpSLT(r2, row_end), fbody, fdone);
+        B.SetInsertPoint(fbody);
+        B.CreateCondBr(B.CreateICmpEQ(B.CreateLoad(I8, B.CreateGEP(I8, state, r2)), ConstantInt::get(I8, 0)), frow, fnext);
+        B.SetInsertPoint(frow);
+        row_setup(r2);
+        std::fill(e.scal.begin(), e.scal.end(), nullptr);  // the row's scalars, anew
+        Value* lane = B.CreateSub(r2, b);
+        for (const Kept& k : kept) {
+            const auto n = static_cast<std::size_t>(k.node);
+            Value* v = B.CreateLoad(e.F, B.CreateGEP(e.F, k.value, lane));
+            if (k.rest) {
+                e.lse_hi[n] = v;
+                e.lse_lo[n] = B.CreateLoad(e.F, B.CreateGEP(e.F, k.rest, lane));
+                v = B.CreateFAdd(v, e.lse_lo[n]);
+            }
+            e.reduced[n] = v;
+        }
+        final_stage();
+        B.CreateBr(fnext);
+        B.SetInsertPoint(fnext);
+        B.CreateStore(B.CreateAdd(r2, ConstantInt::get(e.I64, 1)), row);
+        B.CreateBr(fcond);
+        B.SetInsertPoint(fdone);
+        B.CreateStore(row_end, batch);
+        B.CreateBr(bcond);
+    }
 
     B.SetInsertPoint(done);
     if (P.pipelined) e.pending_pass();

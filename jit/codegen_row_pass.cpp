@@ -478,8 +478,12 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
                 }
                 rest = B.CreateFAdd(B.CreateFSub(hsum(cnt), cf(1.0)), hsum(tot));
             }
-            Value* lo = emit_log1p(B, rest);
             lse_hi[static_cast<std::size_t>(r.node)] = hi;
+            if (P.batched_tail) {
+                lse_rest[static_cast<std::size_t>(r.node)] = rest;
+                break;
+            }
+            Value* lo = emit_log1p(B, rest);
             lse_lo[static_cast<std::size_t>(r.node)] = lo;
             res = B.CreateFAdd(hi, lo);
             if (r.node == P.cache_lse) {

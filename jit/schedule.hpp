@@ -104,6 +104,11 @@ struct Plan {
     // the logsumexps' arguments read nothing of a row but its vector inputs' elements (no
     // label, no per-row scalar).
     bool max_ahead = false;
+    // Row by row, one pass that writes no vector output (a loss alone): the logsumexps' log1p
+    // and the final stage run per batch of VW rows instead of per row, the log1p as one vector
+    // for the batch (codegen_row.cpp). Each row's log1p was a chain of some 40 scalar
+    // operations whose wait held the next row's exp loop back.
+    bool batched_tail = false;
     // Elements (of the compute type) of the per-thread scratch row for rows of K: the cached
     // exp values, then one block max per block. 0 when the kernel needs none.
     std::size_t scratch_elems(std::size_t K) const {

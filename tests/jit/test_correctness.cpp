@@ -4,6 +4,7 @@
 // fp64 and bf16, both logsumexp strategies and blocked rows.
 #include "common.hpp"
 
+#include <cstring>
 #include <random>
 #include "jit/schedule.hpp"
 
@@ -212,6 +213,75 @@ TEST_CASE("pipelined rows: each row's gradient pass inside the next row's exp lo
 // Plan::max_ahead: a one-pass kernel (fwd), or one with a gradient pass and rows of up to 4 KB,
 // takes row r + 1's max in row r's exp loop; the row after a skipped one scans its own. The
 // logsumexps' arguments read the row's vector inputs only.
+// Plan::batched_tail: a fwd kernel's log1p and final stage per batch of VW rows. Against the
+// reference: batches full and partial (N = 1, 15, 16, 17, 37), specialized and generic, fp32,
+// fp64 (8 lanes) and bf16, with a second output and a second reduction. And each row of a
+// batch gives the bits it gives alone (a batch of one): ignored rows at a batch's first and
+// last lanes and across its end, a fully masked row, a row with a NaN and one of NaNs, one and
+// two threads (a thread's range starts mid-batch).
+TEST_CASE("batched tail: per batch of rows, each row's outputs as alone") {
+    Graph g;  // loss = CE; z = lse / 2 - sum / 1000: a second output, a second reduction
+    {
+        const int u = g.input("u", InputKind::logits), y = g.input("y", InputKind::label);
+        const int lse = g.apply(Op::logsumexp, u);
+        g.add_output("loss", g.apply(Op::sub, lse, g.apply(Op::at, u, y)));
+        g.add_output("z", g.apply(Op::sub, g.apply(Op::mul, g.constant(0.5), lse), g.apply(Op::mul, g.apply(Op::sum, u), g.constant(0.001))));
+    }
+    for (DType dt : {DType::f32, DType::f64, DType::bf16})
+        for (std::size_t K : {40, 1000})
+            for (bool spec : {true, false})
+                for (std::size_t N : {1, 15, 16, 17, 37}) {
+                    CompileOptions o;
+                    o.dtype = dt;
+                    o.row_length = spec ? K : 0;
+                    for (auto mode : {jt::Mode::normal, jt::Mode::neg_inf}) {
+                        const Kernel k = jt::check_case({"ce_and_z", g, {}}, N, K, o, mode, static_cast<std::uint32_t>(N * 3 + K));
+                        CHECK(k.schedule().find("per batch of") != std::string::npos);
+                    }
+                }
+    for (std::size_t K : {40, 1000})
+        for (bool spec : {true, false}) {
+            INFO("K " << K << " specialized " << spec);
+            CompileOptions o;
+            o.row_length = spec ? K : 0;
+            const Kernel k = compile(g, o);
+            const std::size_t N = 37;
+            std::mt19937 rng(static_cast<std::uint32_t>(K));
+            std::normal_distribution<float> nd(0, 3);
+            std::vector<float> x(N * K);
+            for (auto& v : x) v = nd(rng);
+            std::vector<std::int64_t> lab(N);
+            for (auto& v : lab) v = static_cast<std::int64_t>(rng() % K);
+            for (std::size_t i : {0, 15, 16, 17, 36}) lab[i] = -100;
+            for (std::size_t j = 0; j < K; ++j) x[5 * K + j] = -INFINITY;
+            x[8 * K + 3] = NAN;
+            for (std::size_t j = 0; j < K; ++j) x[9 * K + j] = NAN;  // NaN, not masked: hi + log1p(NaN)
+            for (int threads : {1, 2}) {
+                std::vector<float> loss(N, 7.f), z(N, 7.f);
+                Batch b;
+                b.bind("u", matrix(static_cast<const float*>(x.data()), N, K)).bind("y", column(static_cast<const std::int64_t*>(lab.data()), N));
+                b.bind("loss", column(loss.data(), N)).bind("z", column(z.data(), N)).threads(threads);
+                const Result r = k.run(b);
+                CHECK(r.ignored == 5);
+                CHECK(r.masked == 1);
+                CHECK(std::isnan(loss[8]));
+                CHECK(std::isnan(loss[9]));
+                for (std::size_t i = 0; i < N; ++i) {
+                    INFO("row " << i << ", threads " << threads);
+                    float l1 = 7.f, z1 = 7.f;
+                    Batch one;
+                    one.bind("u", matrix(static_cast<const float*>(x.data() + i * K), 1, K)).bind("y", column(static_cast<const std::int64_t*>(&lab[i]), 1));
+                    one.bind("loss", column(&l1, 1)).bind("z", column(&z1, 1));
+                    k.run(one);
+                    CHECK(std::memcmp(&loss[i], &l1, sizeof l1) == 0);
+                    CHECK(std::memcmp(&z[i], &z1, sizeof z1) == 0);
+                    if (lab[i] == -100 || i == 5) CHECK(loss[i] == 0.f);
+                }
+                CHECK(std::isnan(r.sum("loss")));  // the NaN row counts
+            }
+        }
+}
+
 TEST_CASE("max ahead: the next row's max taken in this row's exp loop") {
     std::vector<jt::Case> fwd;
     {
