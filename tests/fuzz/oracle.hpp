@@ -180,7 +180,11 @@ inline Value whole_exponent_ties(const Value& base, Value b, Precision pr, Rng& 
 // the compute type's subnormal range (2^-149 in fp32), which the kernel may round to 0 where
 // the emulations do not: the quotient then turns infinite (the fp32 gradient of
 // amax(p^4 / p^4), p = log1p(u) of u near -1e-6, has s / p^4 - p^4 s / p^8: +inf in the
-// kernel where p^8 is 1e-45, finite or NaN in the emulations).
+// kernel where p^8 is 1e-45, finite or NaN in the emulations). Nor a pow of a negative base
+// within as few units of 0 by an exponent that is not whole: the kernel may round the base to
+// -0, whose pow is 0 or +inf, where the exact base's is NaN (the fp64 gradient of
+// mean(pow(-log1p(pow(2, u)), 0.001)) at u = -2664: pow(2, u) is 2^-2664, 0 in fp64, and
+// pow(-0, -0.999) * 0 is 0 in the kernel, NaN here).
 enum class Bound : std::uint8_t { emulated, class_only, none };
 
 // The sum of the magnitudes of the K terms of a sum, mean or dot node n, from values v.
@@ -237,12 +241,24 @@ inline std::vector<Bound> unsampled(const Graph& g, const std::vector<Value>& v,
         }
         return false;
     };
+    auto subnormal_negative_base = [&](const Node& n) {
+        if (n.op != Op::pow) return false;
+        auto tiny_negative = [&](long double y) { return y < 0 && y > -2 * subnormal_units * pr.subnormal_unit(); };
+        const Value &a = v[static_cast<std::size_t>(n.a)], &b = v[static_cast<std::size_t>(n.b)];
+        for (std::size_t j = 0; j < (a.is_vector || b.is_vector ? std::max(a.v.size(), b.v.size()) : 1); ++j) {
+            if (std::isfinite(b[j]) && std::floor(b[j]) == b[j]) continue;
+            if (tiny_negative(a[j])) return true;
+            for (const auto& e : emu)
+                if (tiny_negative(e[static_cast<std::size_t>(n.a)][j])) return true;
+        }
+        return false;
+    };
     for (int i = 0; i < g.size(); ++i) {
         const Node& n = g[i];
         auto d = [&](int k) { return k >= 0 ? dep[static_cast<std::size_t>(k)] : Bound::emulated; };
         Bound& out = dep[static_cast<std::size_t>(i)];
         out = std::max(d(n.a), d(n.b));
-        if (exponent_ties(n) || partial_sums_overflow(n) || subnormal_divisor(n)) out = Bound::none;
+        if (exponent_ties(n) || partial_sums_overflow(n) || subnormal_divisor(n) || subnormal_negative_base(n)) out = Bound::none;
         else if (out == Bound::emulated && (ties_beyond_tolerance(n, v[static_cast<std::size_t>(i)]) || moved_beyond_one(n))) out = Bound::class_only;
     }
     return dep;
