@@ -180,7 +180,9 @@ inline Value whole_exponent_ties(const Value& base, Value b, Precision pr, Rng& 
 // the compute type's subnormal range (2^-149 in fp32), which the kernel may round to 0 where
 // the emulations do not: the quotient then turns infinite (the fp32 gradient of
 // amax(p^4 / p^4), p = log1p(u) of u near -1e-6, has s / p^4 - p^4 s / p^8: +inf in the
-// kernel where p^8 is 1e-45, finite or NaN in the emulations). Nor a pow of a negative base
+// kernel where p^8 is 1e-45, finite or NaN in the emulations); nor of such a value by 0, which
+// the kernel may make 0 / 0 (the fp32 gradient exp(u) / (1 + expm1(u)) at u = -109: exp(u)
+// is 2.6e-48 here, 0 in fp32, and 1 + expm1(u) 0 in both: +inf here, NaN in the kernel). Nor a pow of a negative base
 // within as few units of 0 by an exponent that is not whole: the kernel may round the base to
 // -0, whose pow is 0 or +inf, where the exact base's is NaN (the fp64 gradient of
 // mean(pow(-log1p(pow(2, u)), 0.001)) at u = -2664: pow(2, u) is 2^-2664, 0 in fp64, and
@@ -233,9 +235,9 @@ inline std::vector<Bound> unsampled(const Graph& g, const std::vector<Value>& v,
     auto subnormal_divisor = [&](const Node& n) {
         if (n.op != Op::div) return false;
         auto subnormal = [&](long double y) { return y != 0 && std::fabs(y) < 2 * subnormal_units * pr.subnormal_unit(); };
-        const Value& b = v[static_cast<std::size_t>(n.b)];
-        for (std::size_t j = 0; j < (b.is_vector ? b.v.size() : 1); ++j) {
-            if (subnormal(b[j])) return true;
+        const Value &a = v[static_cast<std::size_t>(n.a)], &b = v[static_cast<std::size_t>(n.b)];
+        for (std::size_t j = 0; j < (a.is_vector || b.is_vector ? std::max(a.v.size(), b.v.size()) : 1); ++j) {
+            if (subnormal(b[j]) || (b[j] == 0 && subnormal(a[j]))) return true;
             for (const auto& e : emu)
                 if (subnormal(e[static_cast<std::size_t>(n.b)][j])) return true;
         }
