@@ -182,9 +182,9 @@ inline Value whole_exponent_ties(const Value& base, Value b, Precision pr, Rng& 
 // amax(p^4 / p^4), p = log1p(u) of u near -1e-6, has s / p^4 - p^4 s / p^8: +inf in the
 // kernel where p^8 is 1e-45, finite or NaN in the emulations); nor of such a value by 0, which
 // the kernel may make 0 / 0 (the fp32 gradient exp(u) / (1 + expm1(u)) at u = -109: exp(u)
-// is 2.6e-48 here, 0 in fp32, and 1 + expm1(u) 0 in both: +inf here, NaN in the kernel). Nor a pow of a negative base
-// within as few units of 0 by an exponent that is not whole: the kernel may round the base to
-// -0, whose pow is 0 or +inf, where the exact base's is NaN (the fp64 gradient of
+// is 2.6e-48 here, 0 in fp32, and 1 + expm1(u) 0 in both: +inf here, NaN in the kernel).
+// Nor a pow of a negative base within as few units of 0 by an exponent that is not whole: the
+// kernel may round the base to -0, whose pow is 0 or +inf, where the exact base's is NaN (the fp64 gradient of
 // mean(pow(-log1p(pow(2, u)), 0.001)) at u = -2664: pow(2, u) is 2^-2664, 0 in fp64, and
 // pow(-0, -0.999) * 0 is 0 in the kernel, NaN here).
 enum class Bound : std::uint8_t { emulated, class_only, none };
@@ -201,6 +201,13 @@ inline long double terms_magnitude(const Node& n, const std::vector<Value>& v, s
 inline std::vector<Bound> unsampled(const Graph& g, const std::vector<Value>& v, const std::array<std::vector<Value>, emulations>& emu,
                                     Precision pr) {
     std::vector<Bound> dep(static_cast<std::size_t>(g.size()), Bound::emulated);
+    // the elements of a binary node (one where both operands are scalars)
+    auto elements = [&](const Node& n) {
+        const Value &a = v[static_cast<std::size_t>(n.a)], &b = v[static_cast<std::size_t>(n.b)];
+        return a.is_vector || b.is_vector ? std::max(a.v.size(), b.v.size()) : std::size_t{1};
+    };
+    // nonzero and within a few subnormal units of 0 (2^-149 in fp32), which the kernel may round to 0
+    auto below_subnormals = [&](long double y) { return y != 0 && std::fabs(y) < 2 * subnormal_units * pr.subnormal_unit(); };
     auto ties_beyond_tolerance = [&](const Node& n, const Value& x) {
         if ((n.op != Op::step && n.op != Op::sign) || !x.is_vector || (g[n.a].op != Op::add && g[n.a].op != Op::sub)) return false;
         std::size_t ties = 0;
@@ -222,8 +229,7 @@ inline std::vector<Bound> unsampled(const Graph& g, const std::vector<Value>& v,
         if (n.op != Op::pow) return false;
         const Value &a = v[static_cast<std::size_t>(n.a)], &b = v[static_cast<std::size_t>(n.b)];
         std::size_t ties = 0;
-        for (std::size_t j = 0; j < (a.is_vector || b.is_vector ? std::max(a.v.size(), b.v.size()) : 1); ++j)
-            ties += a[j] < 0 && near_whole(b[j], pr);
+        for (std::size_t j = 0; j < elements(n); ++j) ties += a[j] < 0 && near_whole(b[j], pr);
         return ties > 1;
     };
     auto partial_sums_overflow = [&](const Node& n) {
@@ -234,20 +240,19 @@ inline std::vector<Bound> unsampled(const Graph& g, const std::vector<Value>& v,
     };
     auto subnormal_divisor = [&](const Node& n) {
         if (n.op != Op::div) return false;
-        auto subnormal = [&](long double y) { return y != 0 && std::fabs(y) < 2 * subnormal_units * pr.subnormal_unit(); };
         const Value &a = v[static_cast<std::size_t>(n.a)], &b = v[static_cast<std::size_t>(n.b)];
-        for (std::size_t j = 0; j < (a.is_vector || b.is_vector ? std::max(a.v.size(), b.v.size()) : 1); ++j) {
-            if (subnormal(b[j]) || (b[j] == 0 && subnormal(a[j]))) return true;
+        for (std::size_t j = 0; j < elements(n); ++j) {
+            if (below_subnormals(b[j]) || (b[j] == 0 && below_subnormals(a[j]))) return true;
             for (const auto& e : emu)
-                if (subnormal(e[static_cast<std::size_t>(n.b)][j])) return true;
+                if (below_subnormals(e[static_cast<std::size_t>(n.b)][j])) return true;
         }
         return false;
     };
     auto subnormal_negative_base = [&](const Node& n) {
         if (n.op != Op::pow) return false;
-        auto tiny_negative = [&](long double y) { return y < 0 && y > -2 * subnormal_units * pr.subnormal_unit(); };
+        auto tiny_negative = [&](long double y) { return y < 0 && below_subnormals(y); };
         const Value &a = v[static_cast<std::size_t>(n.a)], &b = v[static_cast<std::size_t>(n.b)];
-        for (std::size_t j = 0; j < (a.is_vector || b.is_vector ? std::max(a.v.size(), b.v.size()) : 1); ++j) {
+        for (std::size_t j = 0; j < elements(n); ++j) {
             if (std::isfinite(b[j]) && std::floor(b[j]) == b[j]) continue;
             if (tiny_negative(a[j])) return true;
             for (const auto& e : emu)
