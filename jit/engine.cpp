@@ -196,14 +196,12 @@ void optimize(Module& m, TargetMachine* tm, int level) {
 }
 
 // What the JIT's layers need to know of a kernel's plan, carried by its module's flags.
-int opt_level_of(const Module& m) {
-    if (auto* md = mdconst::extract_or_null<ConstantInt>(m.getModuleFlag("lossjit.opt"))) return static_cast<int>(md->getZExtValue());
-    return 2;
+std::uint64_t module_flag(const Module& m, const char* name, std::uint64_t otherwise) {
+    auto* md = mdconst::extract_or_null<ConstantInt>(m.getModuleFlag(name));
+    return md ? md->getZExtValue() : otherwise;
 }
-bool across_rows(const Module& m) {
-    auto* md = mdconst::extract_or_null<ConstantInt>(m.getModuleFlag("lossjit.rows"));
-    return md && md->getZExtValue() != 0;
-}
+int opt_level_of(const Module& m) { return static_cast<int>(module_flag(m, "lossjit.opt", 2)); }
+bool across_rows(const Module& m) { return module_flag(m, "lossjit.rows", 0) != 0; }
 
 TargetMachine& thread_tm() {
     thread_local std::unique_ptr<TargetMachine> tm;
