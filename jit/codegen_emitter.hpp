@@ -91,6 +91,12 @@ public:
     bool vec(int i) const { return i >= 0 && P.vector_node[static_cast<std::size_t>(i)]; }
     Constant* cf(double v, Type* t = nullptr) { return ConstantFP::get(t ? t : F, v); }
     Value* splat(Value* s) { return s->getType()->isVectorTy() ? s : B.CreateVectorSplat(static_cast<unsigned>(VW), s); }
+    // <VW x i32> 0, 1, .., VW - 1
+    Constant* lane_iota() {
+        std::vector<Constant*> iota;
+        for (int l = 0; l < VW; ++l) iota.push_back(ConstantInt::get(I32, static_cast<std::uint64_t>(l)));
+        return ConstantVector::get(iota);
+    }
 
     // Across rows (Plan::rows): lanes are VW consecutive rows; every node's value is a vector,
     // a per-row scalar one value per lane, a vector node at column j element j of each row.
@@ -101,6 +107,16 @@ public:
     // per vector input slot: the block's columns, K vectors in a stack array (staged once per
     // block by a transposing load or by gathers); null for the other slots
     std::vector<AllocaInst*> rows_cols;
+    // Column `col` of a block's stack array of K vectors (rows_cols, rows_exp): at i64 col, the
+    // vector; at <VW x i64> col, lane l's element of column col[l] (a gather from the stack, its
+    // i32 index extended here, in the gather's block, so that X86 selects one vgatherdps).
+    Value* rows_staged(AllocaInst* cols, Value* col) {
+        if (!col->getType()->isVectorTy()) return B.CreateAlignedLoad(VF, B.CreateGEP(VF, cols, col), Align(64));
+        const auto n = static_cast<unsigned>(VW);
+        Value* at = B.CreateAdd(B.CreateMul(B.CreateTrunc(col, FixedVectorType::get(I32, n)), splat(ConstantInt::get(I32, n))), lane_iota());
+        Value* ptrs = B.CreateGEP(F, cols, B.CreateSExt(at, FixedVectorType::get(I64, n)));
+        return B.CreateMaskedGather(VF, ptrs, Align(size_of(P.compute)), rowmask, Constant::getNullValue(VF));
+    }
     // The elements `col` (i64, or <VW x i64> per lane) of the block's rows of a slot.
     Value* rows_ptrs(int slot, Value* col) {
         Value* c32 = col->getType()->isVectorTy() ? B.CreateTrunc(col, FixedVectorType::get(I32, static_cast<unsigned>(VW)))
@@ -392,8 +408,8 @@ public:
     // cached softmax (Plan::cache_lse): the scratch row, and while the last pass is emitted,
     // the current block's factor exp(block max - max) / sum (a vector).
     Value* scratch = nullptr;
-    // While the last pass's loop is emitted (row by row): onehot is 0 in every lane, and the
-    // outputs' elements at the labels are stored after the loop (Em::emit_pass).
+    // While the last pass's loop is emitted: onehot is 0 in every lane, and the outputs' elements
+    // at the labels are computed apart (Plan::labels_after_loop).
     bool onehot_off = false;
     Value* cache_factor = nullptr;
     // Where the row is one block (across rows; K known and at most Plan::block), the kept exps'

@@ -19,7 +19,7 @@ Value* v_leaf(Em& e, int i, Ctx& c) {
             const DType d = e.P.slots[static_cast<std::size_t>(slot)].dtype;
             if (n.shape == Shape::scalar) return e.to_compute(e.rows_load(slot, ConstantInt::get(e.I64, 0)), d);
             if (AllocaInst* cols = e.rows_cols[static_cast<std::size_t>(slot)]; cols && !c.index->getType()->isVectorTy())
-                return e.B.CreateAlignedLoad(e.VF, e.B.CreateGEP(e.VF, cols, c.index), Align(64));
+                return e.rows_staged(cols, c.index);
             return e.to_compute(e.rows_load(slot, c.index), d);
         }
         if (n.kind == InputKind::label) return e.B.CreateSIToFP(e.label_val[static_cast<std::size_t>(i)], e.F);
@@ -52,12 +52,12 @@ Value* minus_logsumexp(Em& e, int i, Ctx& c) {
 // Whether softmax node i in context c is the cached one (Plan::cache_lse): kept exps times a factor.
 // A gather is one where the row is one block (Em::row_factor).
 bool cached_softmax(Em& e, int i, const Ctx& c) {
-    const bool here = c.mode == Ctx::lanes ? e.cache_factor != nullptr : c.mode == Ctx::gather && e.row_factor && !e.rows;
+    const bool here = c.mode == Ctx::lanes ? e.cache_factor != nullptr : c.mode == Ctx::gather && e.row_factor;
     return e.P.g[i].op == Op::softmax && here && e.P.lse_of[static_cast<std::size_t>(i)] == e.P.cache_lse;
 }
 // The kept exps exp(x - block max) of context c.
 Value* kept_exp(Em& e, Ctx& c) {
-    if (e.rows) return e.B.CreateAlignedLoad(e.VF, e.B.CreateGEP(e.VF, e.rows_exp, c.index), Align(64));
+    if (e.rows) return e.rows_staged(e.rows_exp, c.index);
     if (c.mode == Ctx::gather) return e.B.CreateAlignedLoad(e.F, e.B.CreateGEP(e.F, e.scratch, c.index), Align(e.P.compute == DType::f64 ? 8 : 4));
     return e.scratch_vector(c.index, c.mask);
 }
@@ -116,7 +116,7 @@ Value* m_sub(Em& e, int i, Value* a, Value* b) {
 
 Value* v_onehot(Em& e, int i, Ctx& c) {
     const Node& n = e.P.g[i];
-    if (e.onehot_off && c.mode == Ctx::lanes && !e.rows) return ConstantFP::get(e.VF, 0.0);
+    if (e.onehot_off && c.mode == Ctx::lanes) return ConstantFP::get(e.VF, 0.0);
     Value* y = e.label_index(n.a);
     if (e.rows) {  // y: the rows' labels; c.index: column j or, gathering, the rows' columns
         auto* v32 = FixedVectorType::get(e.I32, static_cast<unsigned>(e.VW));
@@ -125,9 +125,7 @@ Value* v_onehot(Em& e, int i, Ctx& c) {
         return e.B.CreateSelect(hit, ConstantFP::get(e.VF, 1.0), ConstantFP::get(e.VF, 0.0));
     }
     if (c.mode == Ctx::gather) return e.B.CreateSelect(e.B.CreateICmpEQ(c.index, y), e.cf(1.0), e.cf(0.0));
-    std::vector<Constant*> iota;
-    for (int l = 0; l < e.VW; ++l) iota.push_back(ConstantInt::get(e.I32, static_cast<std::uint64_t>(l)));
-    Value* lanes = e.B.CreateAdd(e.splat(e.B.CreateTrunc(c.index, e.I32)), ConstantVector::get(iota));
+    Value* lanes = e.B.CreateAdd(e.splat(e.B.CreateTrunc(c.index, e.I32)), e.lane_iota());
     Value* hit = e.B.CreateICmpEQ(lanes, e.splat(e.B.CreateTrunc(y, e.I32)));
     return e.B.CreateSelect(hit, ConstantFP::get(e.VF, 1.0), ConstantFP::get(e.VF, 0.0));
 }

@@ -419,7 +419,7 @@ std::vector<Pass> Plan::pass_groups(const Pass& ps) const {
 
 std::vector<int> Plan::labels_after_loop(const Pass& ps, bool last) const {
     std::vector<int> labels;
-    if (!last || rows || !ps.reductions.empty()) return labels;
+    if (!last || !ps.reductions.empty()) return labels;
     std::vector<bool> seen(static_cast<std::size_t>(g.size()), false);
     auto walk = [&](auto& self, int i) -> void {
         if (i < 0 || !vector_node[static_cast<std::size_t>(i)] || seen[static_cast<std::size_t>(i)]) return;

@@ -79,9 +79,10 @@ struct Plan {
     // vector outputs.
     int group_budget = 16;
     std::vector<Pass> pass_groups(const Pass& ps) const;
-    // Row by row, the last pass without reductions of its own: the labels of the onehots its
-    // writes read. Its loop takes onehot as 0 in every lane; the writes' elements at these labels
-    // are computed before the loop and stored after it (codegen_row_pass.cpp).
+    // The last pass without reductions of its own: the labels of the onehots its writes read. Its
+    // loop takes onehot as 0 in every lane; the writes' elements at these labels are computed
+    // before the loop and stored after it (codegen_row_pass.cpp), or across rows put in at the
+    // labels' columns (codegen_rows.cpp).
     std::vector<int> labels_after_loop(const Pass& ps, bool last) const;
     bool masked_loop = false;  // one loop with every iteration masked (AVX-512), no separate tail
     int opt_level = 2;

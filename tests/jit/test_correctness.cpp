@@ -663,3 +663,57 @@ TEST_CASE("across rows: ignored and fully masked rows as one row at a time, mean
         for (std::size_t j = 0; j < K; ++j) REQUIRE(ga[r * K + j] == Approx(go[r * K + j]).epsilon(3e-5).margin(3e-7));
     }
 }
+
+// The last pass's loop takes onehot as 0 and each label's elements are put in at its column after
+// (Plan::labels_after_loop), per label input in turn: where two labels name the same column, the
+// element is the whole expression's there, both onehots 1.
+TEST_CASE("across rows: a gradient at two labels' columns as one row at a time") {
+    Graph g;  // the cross-entropy of u against two labels, and its gradient
+    const int u = g.input("u", InputKind::logits), ly = g.input("y", InputKind::label), lt = g.input("t", InputKind::label);
+    const int lse = g.apply(Op::logsumexp, u);
+    g.add_output("loss", g.apply(Op::add, g.apply(Op::sub, lse, g.apply(Op::at, u, ly)), g.apply(Op::sub, lse, g.apply(Op::at, u, lt))));
+    const int twice = g.apply(Op::mul, g.constant(2), g.apply(Op::softmax, u));
+    g.add_output("grad.u", g.apply(Op::sub, g.apply(Op::sub, twice, g.apply(Op::onehot, ly)), g.apply(Op::onehot, lt)));
+    for (std::size_t K : {10, 20}) {  // one chunk of columns (its loop unrolled), and two
+        INFO("K = " << K);
+        const std::size_t N = 37;
+        std::vector<float> x(N * K);
+        std::vector<std::int64_t> y(N), t(N);
+        std::mt19937 rng(static_cast<unsigned>(K));
+        std::normal_distribution<float> nd(0, 2);
+        for (auto& v : x) v = nd(rng);
+        for (std::size_t r = 0; r < N; ++r) {
+            y[r] = static_cast<std::int64_t>(rng() % K);
+            t[r] = r % 3 == 0 ? y[r] : static_cast<std::int64_t>(rng() % K);  // every third row: the same column
+        }
+        y[4] = t[30] = -100;  // ignored
+        CompileOptions spec;
+        spec.row_length = K;
+        const Kernel across = compile(g, spec), one = compile(g, CompileOptions{});
+        REQUIRE(across.schedule().find("rows at once") != std::string::npos);
+        REQUIRE(across.schedule().find("the element at") != std::string::npos);
+        auto run = [&](const Kernel& k, std::vector<float>& gr, std::vector<float>& l) {
+            gr.assign(N * K, NAN);
+            l.assign(N, NAN);
+            Batch b;
+            b.bind("u", matrix(static_cast<const float*>(x.data()), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
+            b.bind("t", column(static_cast<const std::int64_t*>(t.data()), N));
+            b.bind("grad.u", matrix(gr.data(), N, K)).bind("loss", column(l.data(), N));
+            return k.run(b);
+        };
+        std::vector<float> ga, la, go, lo;
+        const Result ra = run(across, ga, la), ro = run(one, go, lo);
+        CHECK(ra.ignored == 2);
+        CHECK(ra.counted == ro.counted);
+        for (std::size_t r = 0; r < N; ++r) {
+            INFO("row " << r << ", labels " << y[r] << " " << t[r]);
+            CHECK(la[r] == Approx(lo[r]).epsilon(3e-6).margin(1e-7));
+            for (std::size_t j = 0; j < K; ++j) REQUIRE(ga[r * K + j] == Approx(go[r * K + j]).epsilon(3e-5).margin(3e-7));
+            if (r % 3 != 0 || y[r] < 0 || t[r] < 0) continue;
+            double z = 0;  // the shared column's element: 2 p - 2
+            for (std::size_t j = 0; j < K; ++j) z += std::exp(static_cast<double>(x[r * K + j]));
+            const double p = std::exp(static_cast<double>(x[r * K + static_cast<std::size_t>(y[r])])) / z;
+            CHECK(ga[r * K + static_cast<std::size_t>(y[r])] == Approx(2 * p - 2).epsilon(1e-5));
+        }
+    }
+}
