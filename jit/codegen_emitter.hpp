@@ -304,6 +304,10 @@ public:
         return shuffle_tree(v, [this](Value* a, Value* b) { return B.CreateBinaryIntrinsic(Intrinsic::maxnum, a, b); });
     }
     Value* isneginf(Value* x) { return B.CreateFCmpOEQ(x, cf(-INFINITY, x->getType())); }
+    // Whether a logsumexp hi + log1p(rest) is -inf, without waiting for the log1p: exactly when
+    // hi is -inf and rest is no NaN (rest >= 0 where hi is finite: its maximal element counts;
+    // an all -inf row has hi -inf and rest >= -1)
+    Value* lse_is_neginf(Value* hi, Value* rest) { return B.CreateAnd(isneginf(hi), B.CreateFCmpORD(rest, rest)); }
 
     // a * b where a zero factor gives zero even against +-inf (NaN still propagates), as the
     // reference's mul: x * log(y) terms vanish where the target is 0. A finite nonzero constant

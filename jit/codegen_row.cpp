@@ -148,10 +148,7 @@ void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector
         for (int red : P.passes[k].reductions)
             if (P.g[red].op == Op::logsumexp) {
                 const auto n = static_cast<std::size_t>(red);
-                // batched: hi + log1p(rest) is -inf exactly when hi is and rest is no NaN (rest
-                // >= 0 where hi is finite; an all -inf row has hi -inf and rest >= -1)
-                Value* c = P.batched_tail ? B.CreateAnd(e.isneginf(e.lse_hi[n]), B.CreateFCmpORD(e.lse_rest[n], e.lse_rest[n]))
-                                          : e.isneginf(e.reduced[n]);
+                Value* c = P.batched_tail ? e.lse_is_neginf(e.lse_hi[n], e.lse_rest[n]) : e.isneginf(e.reduced[n]);
                 neg = neg ? B.CreateOr(neg, c) : c;
             }
         if (neg) skip_if(neg, 2, "row.unmasked");

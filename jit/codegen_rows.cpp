@@ -399,7 +399,8 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
                     e.cache_sum = B.CreateFAdd(cnt, v);
                     e.cache_rest = rest;
                 }
-                Value* ni = B.CreateAnd(e.isneginf(res), e.rowmask);
+                // masked rows known from hi and rest: the gradient's skip waits for no log1p
+                Value* ni = B.CreateAnd(e.lse_is_neginf(hi, rest), e.rowmask);
                 neg_pass = neg_pass ? B.CreateOr(neg_pass, ni) : ni;
             }
             e.reduced[static_cast<std::size_t>(r)] = res;
