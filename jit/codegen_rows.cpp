@@ -328,7 +328,7 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
         // the stack arrays before the loop, which takes onehot as 0 and puts them in at the
         // labels' columns (a compare and a select a column instead of the selects of softmax - 1)
         struct AtLabel {
-            Value* y;                 // <VW x i32>
+            Value* y;               // <VW x i32>
             std::vector<Value*> v;  // per write
         };
         std::vector<AtLabel> at_labels;
@@ -370,9 +370,10 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
                 }
                 B.CreateStore(nv, A);
             }
+            Value* column = at_labels.empty() ? nullptr : e.splat(B.CreateTrunc(j, e.I32));
             for (std::size_t k = 0; k < ps.writes.size(); ++k) {
                 Value* v = output_value(ps.writes[k], c);
-                for (const AtLabel& a : at_labels) v = B.CreateSelect(B.CreateICmpEQ(a.y, e.splat(B.CreateTrunc(j, e.I32))), a.v[k], v);
+                for (const AtLabel& a : at_labels) v = B.CreateSelect(B.CreateICmpEQ(a.y, column), a.v[k], v);
                 B.CreateAlignedStore(v, slot_ptr_of(out_cols[P.output_slot(ps.writes[k])], j), Align(64));
             }
         }, unroll_short && ps.reductions.empty());
