@@ -1,0 +1,175 @@
+// The across-rows kernel of short rows (K <= 32 known: Plan::rows, jit/codegen_rows.cpp): every
+// expression against the reference evaluator, strided rows, in place and threads, and the rows
+// it skips and the labels' columns against the one-row-at-a-time kernel.
+#include "common.hpp"
+
+#include <cmath>
+#include <random>
+
+using namespace lossjit;
+
+TEST_CASE("short rows run across rows: every expression, partial row blocks, masks, +-80") {
+    for (std::size_t K : {1, 2, 10, 16, 32}) {
+        CompileOptions o;
+        o.row_length = K;
+        for (const jt::Case& c : jt::cases()) {
+            // K = 1: label smoothing's loss is x - 0.9 x - 0.1 x = 0, an fp32 cancellation of a few
+            // ulp of x (the one-row-at-a-time kernel gives the same values): a looser bound
+            const double loose = K == 1 ? 4 : 1;
+            const Kernel k = jt::check_case(c, 37, K, o, jt::Mode::normal, 31, loose);  // 37 rows: 2 blocks of 16 and 5
+            INFO(k.schedule());
+            CHECK(k.schedule().find("rows at once") != std::string::npos);
+            jt::check_case(c, 5, K, o, jt::Mode::neg_inf, 32, loose);
+            if (K > 1) jt::check_case(c, 19, K, o, jt::Mode::big, 33);  // K = 1 and +-80: the same cancellation, larger
+        }
+        o.dtype = DType::f64;
+        jt::check_case({"ce_hard", jt::ce_hard(), {}}, 21, K, o, jt::Mode::normal, 34);
+        o.dtype = DType::bf16;
+        jt::check_case({"ce_soft", jt::ce_soft(), {}}, 21, K, o, jt::Mode::normal, 35);
+    }
+    CompileOptions o;
+    o.row_length = 33;  // longer rows: one row at a time
+    CHECK(compile(jt::ce_hard(), o).schedule().find("rows at once") == std::string::npos);
+}
+
+TEST_CASE("across rows: strided rows, i32 labels, in place, threads") {
+    CompileOptions o;
+    o.row_length = 10;
+    o.label_dtype = DType::i32;
+    Kernel k = compile(jt::ce_hard(), o);
+    const std::size_t N = 45, K = 10, stride = 13;
+    std::vector<float> x(N * stride, 7.0f), g(N * stride, -1.0f);
+    std::vector<std::int32_t> y(N);
+    std::vector<float> loss(N * 2, -5.0f);
+    std::mt19937 rng(5);
+    std::normal_distribution<float> nd(0, 3);
+    for (std::size_t r = 0; r < N; ++r) {
+        for (std::size_t j = 0; j < K; ++j) x[r * stride + j] = nd(rng);
+        y[r] = static_cast<std::int32_t>(rng() % K);
+    }
+    Batch b;
+    b.bind("u", matrix(static_cast<const float*>(x.data()), N, K, stride)).bind("y", column(static_cast<const std::int32_t*>(y.data()), N));
+    b.bind("grad.u", matrix(g.data(), N, K, stride)).bind("loss", column(loss.data(), N, 2)).scale("grad.u", 0.5);
+    const Result r = k.run(b);
+    long double tot = 0;
+    for (std::size_t row = 0; row < N; ++row) {
+        std::vector<long double> xr(x.begin() + static_cast<std::ptrdiff_t>(row * stride), x.begin() + static_cast<std::ptrdiff_t>(row * stride + K));
+        const long double lse = lossjit::detail::logsumexp(xr);
+        const long double l = lse - xr[static_cast<std::size_t>(y[row])];
+        tot += l;
+        CHECK(loss[row * 2] == Approx(static_cast<double>(l)).epsilon(3e-5));
+        CHECK(loss[row * 2 + 1] == -5.0f);  // between the strided losses: untouched
+        for (std::size_t j = 0; j < K; ++j) {
+            const long double want = 0.5L * (std::exp(xr[j] - lse) - (j == static_cast<std::size_t>(y[row]) ? 1 : 0));
+            REQUIRE(g[row * stride + j] == Approx(static_cast<double>(want)).margin(3e-6).epsilon(3e-5));
+        }
+        for (std::size_t j = K; j < stride; ++j) REQUIRE(g[row * stride + j] == -1.0f);  // padding untouched
+    }
+    CHECK(r.sum("loss") == Approx(static_cast<double>(tot)).epsilon(1e-6));
+    // in place over contiguous logits, on 2 threads: the same gradient
+    std::vector<float> xc(N * K), gc(N * K);
+    for (std::size_t row = 0; row < N; ++row)
+        for (std::size_t j = 0; j < K; ++j) xc[row * K + j] = x[row * stride + j];
+    Batch c;
+    c.bind("u", matrix(static_cast<const float*>(xc.data()), N, K)).bind("y", column(static_cast<const std::int32_t*>(y.data()), N));
+    c.bind("grad.u", matrix(gc.data(), N, K)).scale("grad.u", 0.5).threads(2);
+    const Result rc = k.run(c);
+    CHECK(rc.sum("loss") == Approx(r.sum("loss")).epsilon(1e-6));
+    c.bind("grad.u", matrix(xc.data(), N, K)).bind("u", matrix(static_cast<const float*>(xc.data()), N, K));
+    (void)k.run(c);
+    for (std::size_t i = 0; i < N * K; ++i) REQUIRE(xc[i] == gc[i]);
+}
+
+TEST_CASE("across rows: ignored and fully masked rows as one row at a time, mean reduction") {
+    const std::size_t N = 40, K = 7;
+    std::vector<float> x(N * K);
+    std::vector<std::int64_t> y(N);
+    std::mt19937 rng(9);
+    std::normal_distribution<float> nd(0, 2);
+    for (auto& v : x) v = nd(rng);
+    for (std::size_t r = 0; r < N; ++r) y[r] = static_cast<std::int64_t>(rng() % K);
+    for (std::size_t r : {3, 17, 18, 39}) y[r] = -100;                                    // ignored
+    for (std::size_t r : {5, 16, 33}) std::fill(x.begin() + static_cast<std::ptrdiff_t>(r * K), x.begin() + static_cast<std::ptrdiff_t>(r * K + K), -INFINITY);  // masked
+    x[20 * K + 2] = -INFINITY;  // a partly masked row counts
+    CompileOptions spec;
+    spec.row_length = K;
+    const Kernel across = compile(jt::ce_hard(), spec);
+    const Kernel one = compile(jt::ce_hard(), CompileOptions{});
+    REQUIRE(across.schedule().find("rows at once") != std::string::npos);
+    REQUIRE(one.schedule().find("rows at once") == std::string::npos);
+    auto run = [&](const Kernel& k, std::vector<float>& g, std::vector<float>& l) {
+        g.assign(N * K, NAN);
+        l.assign(N, NAN);
+        Batch b;
+        b.bind("u", matrix(static_cast<const float*>(x.data()), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
+        b.bind("grad.u", matrix(g.data(), N, K)).bind("loss", column(l.data(), N)).reduction(Reduction::mean);
+        return k.run(b);
+    };
+    std::vector<float> ga, la, go, lo;
+    const Result ra = run(across, ga, la), ro = run(one, go, lo);
+    CHECK(ra.ignored == 4);
+    CHECK(ra.masked == 3);
+    CHECK(ra.ignored == ro.ignored);
+    CHECK(ra.masked == ro.masked);
+    CHECK(ra.counted == ro.counted);
+    CHECK(ra.loss() == Approx(ro.loss()).epsilon(1e-6));
+    for (std::size_t r = 0; r < N; ++r) {
+        INFO("row " << r);
+        CHECK(la[r] == Approx(lo[r]).epsilon(3e-6).margin(1e-7));
+        for (std::size_t j = 0; j < K; ++j) REQUIRE(ga[r * K + j] == Approx(go[r * K + j]).epsilon(3e-5).margin(3e-7));
+    }
+}
+
+// The last pass's loop takes onehot as 0 and each label's elements are put in at its column after
+// (Plan::labels_after_loop), per label input in turn: where two labels name the same column, the
+// element is the whole expression's there, both onehots 1.
+TEST_CASE("across rows: a gradient at two labels' columns as one row at a time") {
+    Graph g;  // the cross-entropy of u against two labels, and its gradient
+    const int u = g.input("u", InputKind::logits), ly = g.input("y", InputKind::label), lt = g.input("t", InputKind::label);
+    const int lse = g.apply(Op::logsumexp, u);
+    g.add_output("loss", g.apply(Op::add, g.apply(Op::sub, lse, g.apply(Op::at, u, ly)), g.apply(Op::sub, lse, g.apply(Op::at, u, lt))));
+    const int twice = g.apply(Op::mul, g.constant(2), g.apply(Op::softmax, u));
+    g.add_output("grad.u", g.apply(Op::sub, g.apply(Op::sub, twice, g.apply(Op::onehot, ly)), g.apply(Op::onehot, lt)));
+    for (std::size_t K : {10, 20}) {  // one chunk of columns (its loop unrolled), and two
+        INFO("K = " << K);
+        const std::size_t N = 37;
+        std::vector<float> x(N * K);
+        std::vector<std::int64_t> y(N), t(N);
+        std::mt19937 rng(static_cast<unsigned>(K));
+        std::normal_distribution<float> nd(0, 2);
+        for (auto& v : x) v = nd(rng);
+        for (std::size_t r = 0; r < N; ++r) {
+            y[r] = static_cast<std::int64_t>(rng() % K);
+            t[r] = r % 3 == 0 ? y[r] : static_cast<std::int64_t>(rng() % K);  // every third row: the same column
+        }
+        y[4] = t[30] = -100;  // ignored
+        CompileOptions spec;
+        spec.row_length = K;
+        const Kernel across = compile(g, spec), one = compile(g, CompileOptions{});
+        REQUIRE(across.schedule().find("rows at once") != std::string::npos);
+        REQUIRE(across.schedule().find("the element at") != std::string::npos);
+        auto run = [&](const Kernel& k, std::vector<float>& gr, std::vector<float>& l) {
+            gr.assign(N * K, NAN);
+            l.assign(N, NAN);
+            Batch b;
+            b.bind("u", matrix(static_cast<const float*>(x.data()), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
+            b.bind("t", column(static_cast<const std::int64_t*>(t.data()), N));
+            b.bind("grad.u", matrix(gr.data(), N, K)).bind("loss", column(l.data(), N));
+            return k.run(b);
+        };
+        std::vector<float> ga, la, go, lo;
+        const Result ra = run(across, ga, la), ro = run(one, go, lo);
+        CHECK(ra.ignored == 2);
+        CHECK(ra.counted == ro.counted);
+        for (std::size_t r = 0; r < N; ++r) {
+            INFO("row " << r << ", labels " << y[r] << " " << t[r]);
+            CHECK(la[r] == Approx(lo[r]).epsilon(3e-6).margin(1e-7));
+            for (std::size_t j = 0; j < K; ++j) REQUIRE(ga[r * K + j] == Approx(go[r * K + j]).epsilon(3e-5).margin(3e-7));
+            if (r % 3 != 0 || y[r] < 0 || t[r] < 0) continue;
+            double z = 0;  // the shared column's element: 2 p - 2
+            for (std::size_t j = 0; j < K; ++j) z += std::exp(static_cast<double>(x[r * K + j]));
+            const double p = std::exp(static_cast<double>(x[r * K + static_cast<std::size_t>(y[r])])) / z;
+            CHECK(ga[r * K + static_cast<std::size_t>(y[r])] == Approx(2 * p - 2).epsilon(1e-5));
+        }
+    }
+}
