@@ -33,6 +33,9 @@ std::string fmt_gbps(double v, bool applicable, bool skipped) {
     std::snprintf(buf, sizeof buf, v >= 100 ? "%.0f" : v >= 10 ? "%.1f" : "%.2f", v);
     return buf;
 }
+// The roofline a pass is judged against: a streaming read for fwd, read plus write for fwdbwd.
+const char* roofline_of(const std::string& pass) { return pass == "fwdbwd" ? "copy" : "read"; }
+
 std::string fmt_ratio(double v) {
     if (!std::isfinite(v)) return "-";
     char buf[32];
@@ -68,7 +71,7 @@ public:
     // K >= 1000, lossjit on `all` threads >= 1.7x one thread, or >= 0.9x the roofline of the
     // same pass on `all` threads (the memory's limit, which no thread count passes)
     void scaling(const char* goal, const std::string& pass, int all) {
-        const char* roof = pass == "fwd" ? "read" : "copy";
+        const char* roof = roofline_of(pass);
         bool ok = true, complete = true;
         std::string detail;
         for (const Shape& s : shapes) {
@@ -168,7 +171,7 @@ void print_row(const Results& r, const Row& row) {
     const double jit = r.get("lossjit", row);
     const double torch = r.get("pytorch", row.shape, row.pass, "f32", row.threads);
     const double careful = r.get("careful", row.shape, row.pass, "f32", row.threads);
-    const double roof = r.get(row.fwdbwd() ? "copy" : "read", row);
+    const double roof = r.get(roofline_of(row.pass), row);
     const double f32 = r.get("lossjit", row.shape, row.pass, "f32", row.threads);
     std::printf(" %11s %11s %11s %11s\n", fmt_ratio(jit / torch).c_str(), fmt_ratio(jit / careful).c_str(), fmt_ratio(jit / roof).c_str(),
                 row.bf16() ? fmt_ratio(jit / f32).c_str() : "");
@@ -196,11 +199,11 @@ void print_goals(const Results& r, int all) {
     }
     if (all > 1) {
         for (const std::string pass : {"fwd", "fwdbwd"}) {
-            const std::string goal = "K >= 1000: " + pass + " on " + std::to_string(all) + " threads >= 1.7x one thread (or >= 0.9x the " +
-                                     (pass == "fwd" ? "read" : "copy") + " on as many)";
+            const char* rc = roofline_of(pass);
+            const std::string goal = "K >= 1000: " + pass + " on " + std::to_string(all) + " threads >= 1.7x one thread (or >= 0.9x the " + rc +
+                                     " on as many)";
             goals.scaling(goal.c_str(), pass, all);
             std::string roof;
-            const char* rc = pass == "fwd" ? "read" : "copy";
             for (const Shape& s : shapes)
                 if (s.K >= 1000)
                     roof += (roof.empty() ? "" : ", ") + s.name() + " " + fmt_ratio(r.get(rc, s, pass, "f32", all) / r.get(rc, s, pass, "f32", 1));
