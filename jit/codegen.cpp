@@ -33,7 +33,7 @@ void emit_function(Em& e, const std::string& name) {
     auto& C = e.C;
     const Plan& P = e.P;
     Type* ptr = PointerType::getUnqual(C);
-    auto* fty = FunctionType::get(Type::getVoidTy(C), {e.I64, e.I64, e.I64, ptr, ptr, ptr, ptr, e.I64, ptr}, false);
+    auto* fty = FunctionType::get(Type::getVoidTy(C), {e.I64, e.I64, e.I64, ptr, ptr, ptr, ptr, e.I64, ptr, e.I64}, false);
     Function* fn = Function::Create(fty, Function::ExternalLinkage, name, e.M);
     e.fn = fn;
     fn->addFnAttr(Attribute::NoUnwind);
@@ -50,6 +50,7 @@ void emit_function(Em& e, const std::string& name) {
     Value* sums = &*arg++;
     Value* ignore = &*arg++;
     Value* state = &*arg++;
+    Value* stream_stores = &*arg++;
     for (unsigned i : {3u, 4u, 5u, 6u, 8u}) fn->addParamAttr(i, Attribute::NoAlias);
 
     BasicBlock* entry = BasicBlock::Create(C, "entry", fn);
@@ -58,13 +59,7 @@ void emit_function(Em& e, const std::string& name) {
     e.Kf = B.CreateSIToFP(e.K, e.F);
     const std::size_t ns = P.slots.size();
     if (P.cache_lse >= 0 && !P.rows) e.scratch = B.CreateLoad(ptr, B.CreateConstGEP1_64(ptr, data, ns));  // after the slots
-    if (P.stream_min_bytes) {
-        std::size_t bytes_per_row_element = 0;  // of the vector outputs
-        for (const Slot& s : P.slots)
-            if (s.output && s.vector) bytes_per_row_element += size_of(s.dtype);
-        Value* bytes = B.CreateMul(B.CreateMul(B.CreateSub(re, rb), e.K), ConstantInt::get(e.I64, static_cast<std::int64_t>(bytes_per_row_element)));
-        e.stream_call = B.CreateICmpUGE(bytes, ConstantInt::get(e.I64, static_cast<std::int64_t>(P.stream_min_bytes)));
-    }
+    if (P.stream_min_bytes) e.stream_call = B.CreateICmpNE(stream_stores, ConstantInt::get(e.I64, 0));
     for (std::size_t s = 0; s < ns; ++s) {
         e.slot_ptr.push_back(B.CreateLoad(ptr, B.CreateConstGEP1_64(ptr, data, s)));
         e.slot_stride.push_back(B.CreateLoad(e.I64, B.CreateConstGEP1_64(e.I64, strides, s)));

@@ -432,7 +432,7 @@ public:
         cache_factor = splat(row_factor);
         cache_top = splat(row_top);
     }
-    // Plan::stream_min_bytes: whether this call writes that much (i1, from the entry block), and
+    // Plan::stream_min_bytes: whether the batch moves that much (i1, from the entry block), and
     // while the last pass is emitted, whether this row's full-vector stores are streaming ones
     // (i1; null: no choice to make)
     Value* stream_call = nullptr;

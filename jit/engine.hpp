@@ -15,7 +15,7 @@ const Target& host();
 
 using KernelFn = void (*)(std::int64_t row_begin, std::int64_t row_end, std::int64_t K, void* const* data,
                           const std::int64_t* strides, const double* scales, double* sums, std::int64_t ignore_index,
-                          std::uint8_t* row_state);  // see codegen.hpp
+                          std::uint8_t* row_state, std::int64_t stream_stores);  // see codegen.hpp
 
 struct Compiled {
     KernelFn fn = nullptr;

@@ -379,10 +379,13 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
     if (batched_tail && !p.rows && !p.pipelined && p.passes.size() == 1 && p.passes[0].writes.empty()) {
         for (int r : p.passes[0].reductions) p.batched_tail = p.batched_tail || p.g[r].op == Op::logsumexp;
     }
-    // Gradients larger than L3 leave the cache before anyone reads them: stored with streaming
-    // stores they skip the read of each line a store first makes (RFO), a third of the traffic.
-    // Measured fwd+bwd 512x32000: 13.7-14.4 -> 16.7-17.2 GB/s (Zen 5, one thread). Smaller
-    // outputs stay in cache for their reader. For the cached softmax's last pass writing one
+    // A batch whose row arrays (read and written) outgrow the L3 leaves its gradient in memory,
+    // not in the cache, for its reader: stored with streaming stores it skips the read of each
+    // line a store first makes (RFO), a third of the traffic. Measured fwd+bwd 512x32000: f32
+    // 13.7-14.4 -> 16.7-17.2 GB/s (Zen 5, one thread), bf16 17.4 -> 19.0; and with its reader,
+    // the kernel then a read of the gradient, from memory (the bf16 one 4.69 -> 4.43 ms; f32
+    // 256x16384, its gradient half the L3, the reader as fast after either store). Smaller
+    // batches stay in cache for their reader. For the cached softmax's last pass writing one
     // vector output, row by row, and a known K that is a multiple of the vector width, so that a
     // row starting on a vector boundary (checked per row) has all its full vectors aligned: a
     // peel to the boundary for any K cost 12-15 M more instructions in compile() (JIT latency).
@@ -392,7 +395,7 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
     if (p.cache_lse >= 0 && !p.rows && p.passes.back().writes.size() == 1 && p.K != 0 &&
         p.K % static_cast<std::size_t>(p.vector_width) == 0 &&
         p.K * size_of(p.slots[p.output_slot(p.passes.back().writes[0])].dtype) >= kStreamMinRowBytes)
-        p.stream_min_bytes = t.l3_bytes;
+        p.stream_min_bytes = t.l3_bytes;  // the caller compares the batch's bytes (row_bytes)
     return p;
 }
 
@@ -525,7 +528,8 @@ std::string to_string(const Plan& p) {
             os << "    (the loop takes onehot(" << node_text(g, y) << ") as 0; the element at " << node_text(g, y)
                << " is computed before it and stored after it)\n";
         if (cached && p.stream_min_bytes)
-            os << "    (streaming stores in rows on a vector boundary when a call writes " << p.stream_min_bytes << " bytes or more)\n";
+            os << "    (streaming stores in rows on a vector boundary when the batch reads and writes " << p.stream_min_bytes
+               << " bytes of rows or more)\n";
         bool lse = false;
         for (int r : ps.reductions) lse = lse || g[r].op == Op::logsumexp;
         if (lse) os << "    then a row with a logsumexp of -inf (fully masked): skipped (outputs 0, not counted)\n";

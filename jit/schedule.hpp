@@ -57,8 +57,8 @@ struct Plan {
     std::size_t prefetch_min = 0;
     bool prefetch = true;
     // The cached softmax's last pass stores its one vector output with non-temporal (streaming)
-    // stores in rows that start on a vector boundary, when one call of the kernel writes at
-    // least this many bytes of it (0: never; see schedule.cpp for when it applies).
+    // stores in rows that start on a vector boundary, when the batch reads and writes at least
+    // this many bytes of its row arrays (0: never; see schedule.cpp for when it applies).
     std::size_t stream_min_bytes = 0;
     // Elements per block of a one-pass loop's two-level sums (see codegen_row_pass.cpp): each
     // lane adds up at most sum_terms terms before they join the row's sum.
@@ -114,6 +114,13 @@ struct Plan {
     // exp values, then one block max per block. 0 when the kernel needs none.
     std::size_t scratch_elems(std::size_t K) const {
         return cache_lse < 0 || rows ? 0 : K + 16 + (K + block - 1) / block;
+    }
+    // Bytes a row of K elements reads and writes in the row arrays (the vector slots).
+    std::size_t row_bytes(std::size_t K) const {
+        std::size_t b = 0;
+        for (const Slot& s : slots)
+            if (s.vector) b += K * size_of(s.dtype);
+        return b;
     }
 };
 

@@ -33,12 +33,13 @@ inline Graph ce_soft() {
     g.add_output("grad.u", g.apply(Op::sub, g.apply(Op::softmax, u), p));
     return g;
 }
-// Cross-entropy with integer labels: loss = logsumexp(u) - at(u, y), grad = softmax(u) - onehot(y).
-inline Graph ce_hard() {
+// Cross-entropy with integer labels: loss = logsumexp(u) - at(u, y), grad = softmax(u) - onehot(y)
+// (with_grad: the loss alone without).
+inline Graph ce_hard(bool with_grad = true) {
     Graph g;
     const int u = g.input("u", InputKind::logits), y = g.input("y", InputKind::label);
     g.add_output("loss", g.apply(Op::sub, g.apply(Op::logsumexp, u), g.apply(Op::at, u, y)));
-    g.add_output("grad.u", g.apply(Op::sub, g.apply(Op::softmax, u), g.apply(Op::onehot, y)));
+    if (with_grad) g.add_output("grad.u", g.apply(Op::sub, g.apply(Op::softmax, u), g.apply(Op::onehot, y)));
     return g;
 }
 

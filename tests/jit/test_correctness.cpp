@@ -481,6 +481,59 @@ TEST_CASE("multi-threaded runs equal one thread") {
     CHECK(d1.f32[3] == d2.f32[3]);
 }
 
+// Several threads run a batch in chunks they take as they come free (kernel.cpp's chunk_ends),
+// each chunk with sums of its own. Every row is run once whatever the thread count: the same
+// gradient bits, the same counts of ignored and fully masked rows (scattered over the chunks),
+// the same loss to rounding; and from run to run the same loss bits. Across rows (K = 10, the
+// chunks whole blocks of 16 rows), row by row with a gradient (K = 1000), and a loss alone
+// (K = 1000: the logsumexps' tail batched per 16 rows).
+TEST_CASE("threads: a batch in chunks runs every row once, the same for any thread count") {
+    struct Shape {
+        std::size_t K, N;
+        bool grad;
+    };
+    for (const Shape& shape : {Shape{10, 40000, true}, Shape{1000, 2000, true}, Shape{1000, 2000, false}}) {
+        const std::size_t K = shape.K, N = shape.N;  // plain variables: clang 14 captures no structured bindings
+        const bool grad = shape.grad;
+        INFO("K " << K << ", N " << N << (grad ? ", with a gradient" : ", loss alone"));
+        CompileOptions o;
+        o.row_length = K;
+        const Kernel k = compile(jt::ce_hard(grad), o);
+        std::vector<float> u(N * K);
+        std::vector<std::int64_t> y(N);
+        std::mt19937 rng(static_cast<std::uint32_t>(K));
+        std::normal_distribution<float> nd(0, 3);
+        for (float& x : u) x = nd(rng);
+        std::size_t ignored = 0, masked = 0;  // a row both ignored and masked is ignored (skipped unread)
+        for (std::size_t r = 0; r < N; ++r) {
+            y[r] = r % 89 == 5 ? -100 : static_cast<std::int64_t>(rng() % K);
+            if (r % 97 == 3) std::fill_n(u.begin() + static_cast<std::ptrdiff_t>(r * K), K, -std::numeric_limits<float>::infinity());
+            ignored += r % 89 == 5;
+            masked += r % 97 == 3 && r % 89 != 5;
+        }
+        auto run = [&](int threads, std::vector<float>& grad_u) {
+            grad_u.assign(N * K, 7.0f);
+            Batch b;
+            b.bind("u", matrix(static_cast<const float*>(u.data()), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
+            if (grad) b.bind("grad.u", matrix(grad_u.data(), N, K));
+            return k.run(b.threads(threads));
+        };
+        std::vector<float> g1, gt;
+        const Result one = run(1, g1);
+        CHECK(one.ignored == ignored);
+        CHECK(one.masked == masked);
+        for (int threads : {2, 3, 5}) {
+            INFO(threads << " threads");
+            const Result r = run(threads, gt);
+            CHECK(r.ignored == one.ignored);
+            CHECK(r.masked == one.masked);
+            CHECK(r.loss() == Approx(one.loss()).epsilon(1e-12));
+            CHECK(std::memcmp(gt.data(), g1.data(), N * K * sizeof(float)) == 0);
+            CHECK(run(threads, gt).loss() == r.loss());  // bit for bit from run to run
+        }
+    }
+}
+
 TEST_CASE("every IR optimization level and every shape of a known row's tail") {
     // K with no tail, a tail of one vector or less (straight-line), a tail loop, and one vector
     // or less in all (no full-vector loop), for 16 lanes x unroll 2 and other widths alike.

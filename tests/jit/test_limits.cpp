@@ -168,13 +168,14 @@ TEST_CASE("limits: K = 10^7 specialized and generic; memory bounded by one scrat
     }
 }
 
-// A gradient larger than L3 is stored with streaming stores (Plan::stream_min_bytes, printed in
-// the schedule) where K is a multiple of the vector width, a row has 4 KB of output or more and
-// starts on a vector boundary; the vector holding the label's element is stored plainly. The
-// values must be those of the plain stores: the same batch run a few rows at a time (each run
-// below the threshold) gives them, bit for bit, at several alignments of the output (64-byte
-// aligned buffers: every row streams, or none), with 1 and 2 threads, for fp32 and bf16
-// gradients; rows of 4 KB (max ahead, fp32) and 128 KB (pipelined, fp32).
+// A batch whose rows (logits read, gradient written) outgrow L3 stores its gradient with
+// streaming stores (Plan::stream_min_bytes, printed in the schedule) where K is a multiple of
+// the vector width, a row has 4 KB of output or more and starts on a vector boundary; the
+// vector holding the label's element is stored plainly. The values must be those of the plain
+// stores: the same batch run a few rows at a time (each run below the threshold) gives them,
+// bit for bit, at several alignments of the output (64-byte aligned buffers: every row
+// streams, or none), with 1 and 2 threads (2: in chunks, the decision the batch's), for fp32
+// and bf16 gradients; rows of 4 KB (max ahead, fp32) and 128 KB (pipelined, fp32).
 template <class T>
 void check_streaming_stores(DType dtype) {
     for (std::size_t K : {std::size_t{32768}, std::size_t{1024}, std::size_t{4099}}) {  // stream (1024: fp32 only); cannot (K % 16 != 0)
@@ -183,7 +184,7 @@ void check_streaming_stores(DType dtype) {
         o.dtype = dtype;
         const Kernel k = compile(jt::ce_hard(), o);
         const std::string plan = k.schedule();
-        const std::string mark = "streaming stores in rows on a vector boundary when a call writes ";
+        const std::string mark = "streaming stores in rows on a vector boundary when the batch reads and writes ";
         const auto at = plan.find(mark);
         INFO(plan);
         if (at == std::string::npos) {  // K not a multiple of the vector width, rows under 4 KB, or L3 unknown
@@ -191,7 +192,8 @@ void check_streaming_stores(DType dtype) {
             continue;
         }
         const std::size_t threshold = std::stoull(plan.substr(at + mark.size()));
-        const std::size_t N = threshold / (K * sizeof(T)) * 2 + 3;  // 2 threads: each above it
+        const std::size_t row_bytes = 2 * K * sizeof(T);            // u and grad.u
+        const std::size_t N = threshold / row_bytes * 2 + 3;         // the batch: twice the threshold
         if (N * K * sizeof(T) > (std::size_t{1} << 30)) {
             WARN("L3 of " << threshold << " bytes: the batch would be too large to test here");
             continue;
@@ -221,7 +223,7 @@ void check_streaming_stores(DType dtype) {
             b.bind("grad.u", matrix(g + r0 * K, r1 - r0, K));
             return k.run(b.threads(threads).reduction(Reduction::sum)).loss();
         };
-        const std::size_t step = std::max<std::size_t>(1, threshold / (K * sizeof(T)) / 2);
+        const std::size_t step = std::max<std::size_t>(1, threshold / row_bytes / 2);
         for (std::size_t offset : {std::size_t{0}, pad / 2, std::size_t{1}}) {  // elements past a 64-byte boundary
             INFO("output " << offset << " elements past a 64-byte boundary");
             double loss_plain = 0;
