@@ -67,18 +67,18 @@ std::optional<int> parse_args(int argc, char** argv, Settings& st) {
     return std::nullopt;
 }
 
-// Every row of one shape (fwd and fwdbwd, f32 and bf16, each thread count), each printed as soon
-// as it is measured.
+// Every row of one shape (fwd and fwdbwd, f32 and bf16, each thread count), measured together
+// (their cells' runs in the same rounds), then printed.
 void run_shape(const Settings& st, const Shape& s, std::uint64_t seed, const LossjitGraphs& graphs, const Peers& peers,
                const std::vector<int>& thread_counts, Results& results) {
     ShapeBench bench(s, seed, graphs, peers, results);
+    std::vector<Row> rows;
     for (const std::string pass : {"fwd", "fwdbwd"})
         for (const std::string dtype : {"f32", "bf16"})
-            for (const int T : thread_counts) {
-                const Row row{s, pass, dtype, T};
-                bench.measure_row(st, row, results);
-                print_row(results, row);
-            }
+            for (const int T : thread_counts) rows.push_back(Row{s, pass, dtype, T});
+    for (const Row& row : rows) bench.add_row(row, results);
+    bench.measure(st, results);
+    for (const Row& row : rows) print_row(results, row);
 }
 
 }  // namespace

@@ -32,14 +32,6 @@ std::function<std::string(double)> loss_and_grad_check(const Data& d, const G* g
     };
 }
 
-// Checks and times c; records GB/s of fp32 logits (N * K * 4 bytes), whatever the row's dtype.
-void time_cell(const Settings& st, const std::string& name, const Row& row, const Contender& c, Results& results) {
-    std::string why;
-    const double sec = measure(st, c, why);
-    const double bytes = static_cast<double>(row.shape.N * row.shape.K) * 4.0;
-    results.record(name, row, std::isnan(sec) ? nan_v : bytes / sec / 1e9, why);
-}
-
 }  // namespace
 
 LossjitGraphs lower_cross_entropy() { return {lossjit::lower(ce), lossjit::lower(ce, lossjit::wrt(u))}; }
@@ -103,17 +95,29 @@ ShapeBench::ShapeBench(const Shape& s, std::uint64_t seed, const LossjitGraphs& 
 
 ShapeBench::~ShapeBench() = default;
 
-void ShapeBench::measure_row(const Settings& st, const Row& row, Results& results) {
-    measure_lossjit(st, row, results);
+void ShapeBench::add_row(const Row& row, Results& results) {
+    add_lossjit(row, results);
     if (!row.bf16()) {  // the peers take fp32 logits only
-        measure_cpp(st, row, results);
-        measure_torch(st, row, results);
-        if (!row.fwdbwd()) measure_dnnl(st, row, results);  // oneDNN has no cross-entropy backward
+        add_cpp(row);
+        add_torch(row, results);
+        if (!row.fwdbwd()) add_dnnl(row, results);  // oneDNN has no cross-entropy backward
     }
-    measure_rooflines(st, row, results);
+    add_rooflines(row);
 }
 
-void ShapeBench::measure_lossjit(const Settings& st, const Row& row, Results& results) {
+// Records GB/s of fp32 logits (N * K * 4 bytes), whatever the row's dtype.
+void ShapeBench::measure(const Settings& st, Results& results) {
+    std::vector<std::string> why;
+    const std::vector<double> sec = bench::measure(st, cells_, why);
+    for (std::size_t i = 0; i < cells_.size(); ++i) {
+        const Row& row = cells_[i].row;
+        const double bytes = static_cast<double>(row.shape.N * row.shape.K) * 4.0;
+        results.record(cells_[i].contender, row, std::isnan(sec[i]) ? nan_v : bytes / sec[i] / 1e9, why[i]);
+    }
+    cells_.clear();
+}
+
+void ShapeBench::add_lossjit(const Row& row, Results& results) {
     const bool b16 = row.bf16(), fb = row.fwdbwd();
     const std::size_t N = shape_.N, K = shape_.K;
     if (!kern_err_[b16][fb].empty()) return results.record("lossjit", row, nan_v, "compile: " + kern_err_[b16][fb]);
@@ -133,10 +137,10 @@ void ShapeBench::measure_lossjit(const Settings& st, const Row& row, Results& re
     }
     const lossjit::Kernel& k = kern_[b16][fb];
     c.run = [&k, batch, N] { return k.run(batch).sum("loss") / static_cast<double>(N); };
-    time_cell(st, "lossjit", row, c, results);
+    cells_.push_back({"lossjit", row, c});
 }
 
-void ShapeBench::measure_cpp(const Settings& st, const Row& row, Results& results) {
+void ShapeBench::add_cpp(const Row& row) {
     const std::size_t N = shape_.N, K = shape_.K;
     const float inv_n = 1.0f / static_cast<float>(N);
     const int T = row.threads;
@@ -145,7 +149,7 @@ void ShapeBench::measure_cpp(const Settings& st, const Row& row, Results& result
         Contender c;
         if (row.fwdbwd()) {
             c.poison = [this] { poison(d_.g); };
-            c.run = [&, careful] {
+            c.run = [this, careful, T, N, K, inv_n] {
                 return split(T, N, [&](std::size_t r0, std::size_t r1) {
                            return careful ? careful_fwdbwd(d_.x.data(), d_.y.data(), d_.g.data(), r0, r1, K, inv_n)
                                           : naive_fwdbwd(d_.x.data(), d_.y.data(), d_.g.data(), r0, r1, K, inv_n);
@@ -154,7 +158,7 @@ void ShapeBench::measure_cpp(const Settings& st, const Row& row, Results& result
             };
             c.verify = loss_and_grad_check(d_, d_.g.data());
         } else {
-            c.run = [&, careful] {
+            c.run = [this, careful, T, N, K] {
                 return split(T, N, [&](std::size_t r0, std::size_t r1) {
                            return careful ? careful_fwd(d_.x.data(), d_.y.data(), r0, r1, K) : naive_fwd(d_.x.data(), d_.y.data(), r0, r1, K);
                        }) /
@@ -162,16 +166,16 @@ void ShapeBench::measure_cpp(const Settings& st, const Row& row, Results& result
             };
             c.verify = loss_check(d_);
         }
-        time_cell(st, name, row, c, results);
+        cells_.push_back({name, row, c});
     }
 }
 
-void ShapeBench::measure_torch(const Settings& st, const Row& row, Results& results) {
+void ShapeBench::add_torch(const Row& row, Results& results) {
     if (!peers_.torch.ready) return results.skip("pytorch", row);
 #ifdef LOSSJIT_BENCH_HAVE_TORCH
     const std::size_t N = shape_.N, K = shape_.K;
-    torch_peer::set_threads(row.threads);
     Contender c;
+    c.enter = [T = row.threads] { torch_peer::set_threads(T); };
     if (row.fwdbwd()) {
         bool checking = true;
         c.poison = [this] { poison(d_.g); };
@@ -185,13 +189,11 @@ void ShapeBench::measure_torch(const Settings& st, const Row& row, Results& resu
         c.run = [this, N, K] { return torch_peer::fwd(d_.x.data(), d_.y.data(), N, K); };
         c.verify = loss_check(d_);
     }
-    time_cell(st, "pytorch", row, c, results);
-#else
-    (void)st;
+    cells_.push_back({"pytorch", row, c});
 #endif
 }
 
-void ShapeBench::measure_dnnl(const Settings& st, const Row& row, Results& results) {
+void ShapeBench::add_dnnl(const Row& row, Results& results) {
     if (!peers_.dnnl.ready) return results.skip("onednn", row);
 #ifdef LOSSJIT_BENCH_HAVE_DNNL
     if (!dnnl_) return results.record("onednn", row, nan_v, "primitive creation: " + dnnl_err_);
@@ -199,20 +201,18 @@ void ShapeBench::measure_dnnl(const Settings& st, const Row& row, Results& resul
     c.poison = [this] { poison(d_.out); };
     c.run = [this, T = row.threads] { return dnnl_->run(d_.x.data(), d_.y.data(), d_.out.data(), T); };
     c.verify = loss_check(d_);
-    time_cell(st, "onednn", row, c, results);
-#else
-    (void)st;
+    cells_.push_back({"onednn", row, c});
 #endif
 }
 
 // The rooflines, on the buffers of the row's dtype.
-void ShapeBench::measure_rooflines(const Settings& st, const Row& row, Results& results) {
+void ShapeBench::add_rooflines(const Row& row) {
     const bool b16 = row.bf16();
     const int T = row.threads;
     const std::size_t n = shape_.N * shape_.K;
     {
         Contender c;
-        c.run = [&] {
+        c.run = [this, T, n, b16] {
             return split(T, n, [&](std::size_t i0, std::size_t i1) {
                 return b16 ? roof_read_bf16(reinterpret_cast<const std::uint16_t*>(d_.xb.data()) + i0, i1 - i0)
                            : roof_read_f32(d_.x.data() + i0, i1 - i0);
@@ -222,12 +222,12 @@ void ShapeBench::measure_rooflines(const Settings& st, const Row& row, Results& 
             if (std::fabs(v - d_.sum_x) <= 1e-5 * d_.sum_abs_x) return "";
             return "sum " + std::to_string(v) + ", reference " + std::to_string(d_.sum_x);
         };
-        time_cell(st, "read", row, c, results);
+        cells_.push_back({"read", row, c});
     }
     {
         Contender c;
         c.poison = [this, b16] { b16 ? poison(d_.outb) : poison(d_.out); };
-        c.run = [&] {
+        c.run = [this, T, n, b16] {
             return split(T, n, [&](std::size_t i0, std::size_t i1) {
                 if (b16)
                     roof_copy_bf16(reinterpret_cast<const std::uint16_t*>(d_.xb.data()) + i0, reinterpret_cast<std::uint16_t*>(d_.outb.data()) + i0,
@@ -240,7 +240,7 @@ void ShapeBench::measure_rooflines(const Settings& st, const Row& row, Results& 
             const bool same = b16 ? std::memcmp(d_.xb.data(), d_.outb.data(), n * 2) == 0 : std::memcmp(d_.x.data(), d_.out.data(), n * 4) == 0;
             return same ? "" : "the copy differs from its source";
         };
-        time_cell(st, "copy", row, c, results);
+        cells_.push_back({"copy", row, c});
     }
 }
 

@@ -39,21 +39,26 @@ public:
     ShapeBench(const ShapeBench&) = delete;
     ShapeBench& operator=(const ShapeBench&) = delete;
 
-    // Checks and times every contender that can run `row` into `results`.
-    void measure_row(const Settings& st, const Row& row, Results& results);
+    // Adds a cell for every contender that can run `row` (and records in `results` the ones that
+    // cannot: a peer absent, a kernel that did not compile).
+    void add_row(const Row& row, Results& results);
+    // Checks and times the cells added since the last call, all of them in the same rounds
+    // (bench::measure), into `results`.
+    void measure(const Settings& st, Results& results);
 
 private:
-    void measure_lossjit(const Settings& st, const Row& row, Results& results);
-    void measure_cpp(const Settings& st, const Row& row, Results& results);
-    void measure_torch(const Settings& st, const Row& row, Results& results);
-    void measure_dnnl(const Settings& st, const Row& row, Results& results);
-    void measure_rooflines(const Settings& st, const Row& row, Results& results);
+    void add_lossjit(const Row& row, Results& results);
+    void add_cpp(const Row& row);
+    void add_torch(const Row& row, Results& results);
+    void add_dnnl(const Row& row, Results& results);
+    void add_rooflines(const Row& row);
 
     Shape shape_;
     Peers peers_;
     Data d_;
     lossjit::Kernel kern_[2][2];
     std::string kern_err_[2][2];
+    std::vector<Cell> cells_;
 #ifdef LOSSJIT_BENCH_HAVE_DNNL  // without it, peer_dnnl.cpp (LogSoftmax's code) is not linked
     std::unique_ptr<dnnl_peer::LogSoftmax> dnnl_;
     std::string dnnl_err_;

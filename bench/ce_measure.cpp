@@ -131,32 +131,56 @@ std::string check_grad(const lossjit::bf16* g, const Data& d) { return check_gra
 
 // ---- timing ------------------------------------------------------------------------------------
 
-double measure(const Settings& st, const Contender& c, std::string& failure) {
+std::vector<double> measure(const Settings& st, const std::vector<Cell>& cells, std::vector<std::string>& failures) {
     using clk = std::chrono::steady_clock;
-    try {
-        if (c.poison) c.poison();
-        failure = c.verify(c.run());
-        if (!failure.empty()) return nan_v;
-        auto once = [&] {
-            const auto t0 = clk::now();
-            (void)c.run();
-            return std::chrono::duration<double>(clk::now() - t0).count();
-        };
-        double spent = 0, last = 0;
-        do {
-            last = once();
-            spent += last;
-        } while (spent < st.warmup_s);
-        const int reps = static_cast<int>(std::clamp(st.target_s / std::max(last, 1e-9), static_cast<double>(st.min_reps),
-                                                     static_cast<double>(st.max_reps)));
-        std::vector<double> t(static_cast<std::size_t>(reps));
-        for (double& v : t) v = once();
-        std::nth_element(t.begin(), t.begin() + reps / 2, t.end());
-        return t[static_cast<std::size_t>(reps / 2)];
-    } catch (const std::exception& e) {
-        failure = std::string("threw: ") + e.what();
-        return nan_v;
+    const std::size_t n = cells.size();
+    std::vector<double> median(n, nan_v);
+    failures.assign(n, "");
+    std::vector<int> per_round(n, 0);  // 0: not timed (failed)
+    const int rounds = std::max(1, st.min_reps);
+    auto once = [](const Contender& c) {
+        const auto t0 = clk::now();
+        (void)c.run();
+        return std::chrono::duration<double>(clk::now() - t0).count();
+    };
+    for (std::size_t i = 0; i < n; ++i) {
+        const Contender& c = cells[i].c;
+        try {
+            if (c.enter) c.enter();
+            if (c.poison) c.poison();
+            failures[i] = c.verify(c.run());
+            if (!failures[i].empty()) continue;
+            double spent = 0, last = 0;
+            do {
+                last = once(c);
+                spent += last;
+            } while (spent < st.warmup_s);
+            const double reps = std::clamp(st.target_s / std::max(last, 1e-9), static_cast<double>(st.min_reps), static_cast<double>(st.max_reps));
+            per_round[i] = static_cast<int>(std::ceil(reps / rounds));
+        } catch (const std::exception& e) {
+            failures[i] = std::string("threw: ") + e.what();
+        }
     }
+    std::vector<std::vector<double>> t(n);
+    for (int r = 0; r < rounds; ++r)
+        for (std::size_t i = 0; i < n; ++i) {
+            if (per_round[i] == 0) continue;
+            const Contender& c = cells[i].c;
+            try {
+                if (c.enter) c.enter();
+                for (int k = 0; k < per_round[i]; ++k) t[i].push_back(once(c));
+            } catch (const std::exception& e) {
+                failures[i] = std::string("threw: ") + e.what();
+                per_round[i] = 0;
+                t[i].clear();
+            }
+        }
+    for (std::size_t i = 0; i < n; ++i) {
+        if (t[i].empty()) continue;
+        std::nth_element(t[i].begin(), t[i].begin() + static_cast<std::ptrdiff_t>(t[i].size() / 2), t[i].end());
+        median[i] = t[i][t[i].size() / 2];
+    }
+    return median;
 }
 
 }  // namespace bench

@@ -148,10 +148,22 @@ struct Contender {
     std::function<void()> poison;                 // before the checked run: outputs to NaN
     std::function<double()> run;                  // one run; returns what verify checks
     std::function<std::string(double)> verify;    // "" when correct
+    std::function<void()> enter;                  // before each round of its runs (a peer's threads)
 };
 
-// Checked run, then warm-up, then the median of repeated runs, in seconds; NaN and a message
-// when the check fails.
-double measure(const Settings& st, const Contender& c, std::string& failure);
+// One contender on one row of the table.
+struct Cell {
+    std::string contender;
+    Row row;
+    Contender c;
+};
+
+// Every cell's checked run, then each one's warm-up, then the median of its repeated runs, in
+// seconds (NaN, and a message in failures, when the check failed or it threw). The repetitions
+// run in rounds, each cell's share of them in every round, so that all the cells' samples span
+// the same minutes: this machine's speed drifts by up to 2x from minute to minute, and the
+// goals are ratios between cells (one thread against two, bf16 against f32, a peer against a
+// roofline). Consecutive runs of a cell within a round keep its data as warm as before.
+std::vector<double> measure(const Settings& st, const std::vector<Cell>& cells, std::vector<std::string>& failures);
 
 }  // namespace bench
