@@ -70,7 +70,7 @@ public:
     bool ran(const std::string& c, const Row& r) const;
     bool skipped(const std::string& c, const Row& r) const;
 
-    const std::vector<Key>& order() const { return order_; }  // measured cells in the order they ran
+    const std::vector<Key>& order() const { return order_; }  // cells in the order they were recorded
     const std::vector<std::string>& failures() const { return failures_; }
 
     // the first compile() in this process (LLJIT start included): -1 when none succeeded
