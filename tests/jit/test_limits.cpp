@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common.hpp"
+#include "jit/engine.hpp"
 
 using namespace lossjit;
 
@@ -188,7 +189,10 @@ void check_streaming_stores(DType dtype) {
         const auto at = plan.find(mark);
         INFO(plan);
         if (at == std::string::npos) {  // K not a multiple of the vector width, rows under 4 KB, or L3 unknown
-            if (K % 16 == 0 && K * sizeof(T) >= 4096) WARN("no streaming stores at K = " << K << ": this host's L3 size is unknown");
+            if (K % 16 == 0 && K * sizeof(T) >= 4096) {
+                if (lossjit::jit::host().l3_bytes > 0) FAIL("no streaming stores at K = " << K << " with an L3 of " << lossjit::jit::host().l3_bytes << " bytes");
+                WARN("no streaming stores at K = " << K << ": this host's L3 size is unknown");
+            }
             continue;
         }
         const std::size_t threshold = std::stoull(plan.substr(at + mark.size()));
