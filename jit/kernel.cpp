@@ -385,6 +385,8 @@ std::vector<std::size_t> chunk_ends(std::size_t N, std::size_t row_bytes, int T)
 Result Kernel::run(const Batch& batch) const {
     const detail::KernelImpl& k = need(impl_);
     const jit::Plan& p = k.plan;
+    if (batch.thread_count() < 0)
+        throw error("run: threads(" + std::to_string(batch.thread_count()) + ") is negative: give a thread count, or 0 for all cores");
     const std::size_t ns = p.slots.size();
     std::vector<const Array*> bound(ns, nullptr);
     for (auto& [name, a] : batch.arrays()) {

@@ -171,7 +171,9 @@ public:
         arrays_.emplace_back(std::string(name), a);
         return *this;
     }
-    // Threads to use; 0 = all cores.
+    // Threads to use; 0 = all cores (a negative count is an error of run()). With more than one,
+    // the rows run in chunks the threads take as they come free: per-row outputs and gradients
+    // are the same bits for any thread count, the sums the same bits from run to run for one.
     Batch& threads(int n) {
         threads_ = n;
         return *this;

@@ -1,6 +1,7 @@
 // Every run-time misuse is a lossjit::error with a plain message, raised before anything is
 // written: missing or unknown bindings, null pointers, K = 0, stride < K, labels out of range,
-// shape mismatches, wrong dtypes, a specialized kernel run with another K; and compile errors.
+// shape mismatches, wrong dtypes, a specialized kernel run with another K, a negative thread
+// count; and compile errors.
 #include "common.hpp"
 
 using namespace lossjit;
@@ -70,6 +71,14 @@ TEST_CASE("errors: null pointer") {
     b.bind("u", matrix(static_cast<const float*>(nullptr), s.N, s.K));
     CHECK_THROWS_WITH(ce().run(b), Contains("'u' is bound to a null pointer"));
     CHECK(s.untouched());
+}
+
+TEST_CASE("errors: a negative thread count") {
+    Setup s;
+    Batch b = s.batch();
+    CHECK_THROWS_WITH(ce().run(b.threads(-2)), Contains("threads(-2) is negative"));
+    CHECK(s.untouched());
+    CHECK_NOTHROW(ce().run(b.threads(0)));  // 0: all cores
 }
 
 TEST_CASE("errors: K = 0") {
