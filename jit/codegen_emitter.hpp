@@ -97,6 +97,8 @@ public:
         for (int l = 0; l < VW; ++l) iota.push_back(ConstantInt::get(I32, static_cast<std::uint64_t>(l)));
         return ConstantVector::get(iota);
     }
+    // <VW x i32> i, i + 1, .., i + VW - 1: the element indices of the vector at i64 i
+    Value* lane_indices(Value* i) { return B.CreateAdd(splat(B.CreateTrunc(i, I32)), lane_iota()); }
 
     // Across rows (Plan::rows): lanes are VW consecutive rows; every node's value is a vector,
     // a per-row scalar one value per lane, a vector node at column j element j of each row.

@@ -7,7 +7,6 @@ void Em::emit_loop(Value* begin, Value* end, const std::function<void(Value*, Va
     const int U = copies > 0 ? copies : P.unroll;
     AllocaInst* iv = alloca(I64);
     B.CreateStore(begin, iv);
-    Constant* iota = lane_iota();
     if (U == 1 && P.masked_loop && !(isa<ConstantInt>(begin) && isa<ConstantInt>(end))) {
         // One loop, every iteration masked: with AVX-512's mask registers a masked load, store or
         // accumulation costs what an unmasked one does, and the body is emitted once (half the
@@ -17,7 +16,7 @@ void Em::emit_loop(Value* begin, Value* end, const std::function<void(Value*, Va
         B.CreateCondBr(B.CreateICmpSLT(begin, end), bodyb, exit);
         B.SetInsertPoint(bodyb);
         Value* i = B.CreateLoad(I64, iv);
-        Value* lanes = B.CreateAdd(splat(B.CreateTrunc(i, I32)), iota);
+        Value* lanes = lane_indices(i);
         body(i, B.CreateICmpSLT(lanes, splat(B.CreateTrunc(end, I32))), 0);
         Value* next = B.CreateAdd(i, ConstantInt::get(I64, VW));
         B.CreateStore(next, iv);
@@ -51,7 +50,7 @@ void Em::emit_loop(Value* begin, Value* end, const std::function<void(Value*, Va
     if (known && n % step == 0) return;  // no tail
     if (known && n % step <= VW) {       // a tail of at most one vector: straight-line, no loop
         Value* i = B.CreateLoad(I64, iv);
-        Value* lanes = B.CreateAdd(splat(B.CreateTrunc(i, I32)), iota);
+        Value* lanes = lane_indices(i);
         body(i, B.CreateICmpSLT(lanes, splat(B.CreateTrunc(end, I32))), 0);
         return;
     }
@@ -61,7 +60,7 @@ void Em::emit_loop(Value* begin, Value* end, const std::function<void(Value*, Va
     B.CreateCondBr(B.CreateICmpSLT(B.CreateLoad(I64, iv), end), tail, done);
     B.SetInsertPoint(tail);
     Value* i = B.CreateLoad(I64, iv);
-    Value* lanes = B.CreateAdd(splat(B.CreateTrunc(i, I32)), iota);
+    Value* lanes = lane_indices(i);
     Value* mask = B.CreateICmpSLT(lanes, splat(B.CreateTrunc(end, I32)));
     body(i, mask, 0);
     if (U > 1) {

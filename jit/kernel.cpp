@@ -545,7 +545,8 @@ Result Kernel::run(const Batch& batch) const {
     res.rows = N;
     res.reduction = red;
     const std::size_t nsum = ns + 1;  // per chunk: one per slot, then the count of masked rows
-    const std::vector<std::size_t> ends = chunk_ends(N, p.row_bytes(K), T);
+    const std::size_t row_bytes = p.row_bytes(K);  // of the row arrays, read and written
+    const std::vector<std::size_t> ends = chunk_ends(N, row_bytes, T);
     std::vector<double> sums(ends.size() * nsum, 0.0);
     std::unique_ptr<std::uint8_t[]> state(new std::uint8_t[N ? N : 1]);  // written by the kernel, every row
     const jit::KernelFn fn = k.code.fn;
@@ -556,7 +557,7 @@ Result Kernel::run(const Batch& batch) const {
     // slots' pointers, 64-byte aligned, kept from run to run.
     const std::size_t scratch_bytes = p.scratch_elems(K) * size_of(p.compute);
     // Plan::stream_min_bytes: decided for the batch, not for a chunk
-    const std::int64_t stream = p.stream_min_bytes && N * p.row_bytes(K) >= p.stream_min_bytes;
+    const std::int64_t stream = p.stream_min_bytes && N * row_bytes >= p.stream_min_bytes;
     std::atomic<std::size_t> next_chunk{0};
     auto work = [&] {
         double scratch = 0;
