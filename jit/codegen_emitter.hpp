@@ -358,8 +358,9 @@ public:
     Value* exp(Value* x) { return emit_exp(B, x, T.avx512); }
     // exp of x - max(x) (<= 0, -inf or NaN), as in a logsumexp: no upper clamp needed
     Value* exp_nonpositive(Value* x) { return emit_exp_nonpositive(B, x, T.avx512); }
-    // the same for exps that are only added up, not kept: one fma less (emit_exp_summand)
-    Value* exp_summand(Value* x) { return emit_exp_summand(B, x, T.avx512); }
+    // the same for exps that are only added up, not kept: one fma less, and on AVX-512 in two
+    // parts for two sums (emit_exp_summand, lse_accumulate)
+    ExpTerm exp_summand(Value* x) { return emit_exp_summand(B, x, T.avx512); }
     // max(acc, x) ignoring a NaN x (x86's maxps: one instruction). Used where a NaN reaches the
     // result through another path anyway (logsumexp: exp(NaN - max) makes the sum NaN).
     Value* max_fast(Value* acc, Value* x) { return B.CreateSelect(B.CreateFCmpOGT(x, acc), x, acc); }
@@ -371,11 +372,21 @@ public:
     // compare mask on the integer units, the FP units being the row kernel's limit; the caller
     // takes them from the elements it ran over. Counting those at the max, lanes - popcount,
     // became a popcount of the negated mask: a knotw that cost 9% of the loop on Zen 5.
-    void lse_accumulate(Value* x, Value* max, Value* e, Value* mask, AllocaInst* sum, AllocaInst* count) {
+    // A term in two parts (ExpTerm::frac) goes into two sums where `scales` is given: `sum` takes
+    // scale * frac in a masked fma and `scales` the scale in a masked add, so the polynomial's
+    // result is one fma from the sum (fwd in L2 at K = 1000 1.025x: ce_probe); the caller adds the
+    // two at the end. Without `scales` the term's value is added.
+    void lse_accumulate(Value* x, Value* max, ExpTerm e, Value* mask, AllocaInst* sum, AllocaInst* scales, AllocaInst* count) {
         Value* below = B.CreateFCmpUNE(x, max);  // a NaN x is below: its e makes the sum NaN
         if (mask) below = B.CreateAnd(below, mask);
         Value* s = B.CreateLoad(VF, sum);
-        B.CreateStore(B.CreateSelect(below, B.CreateFAdd(s, e), s), sum);
+        if (e.frac && scales) {
+            Value* sc = B.CreateLoad(VF, scales);
+            B.CreateStore(B.CreateSelect(below, B.CreateIntrinsic(Intrinsic::fma, {VF}, {e.scale, e.frac, s}), s), sum);
+            B.CreateStore(B.CreateSelect(below, B.CreateFAdd(sc, e.scale), sc), scales);
+        } else {
+            B.CreateStore(B.CreateSelect(below, B.CreateFAdd(s, exp_term_value(B, e)), s), sum);
+        }
         if (count->getAllocatedType() == I64) {
             Value* n = B.CreateUnaryIntrinsic(Intrinsic::ctpop, B.CreateBitCast(below, B.getIntNTy(static_cast<unsigned>(VW))));
             B.CreateStore(B.CreateAdd(B.CreateLoad(I64, count), B.CreateZExt(n, I64)), count);

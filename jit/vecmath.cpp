@@ -20,8 +20,11 @@
 
 #include <llvm/IR/IntrinsicsX86.h>
 
+#include <array>
+#include <bit>
 #include <cstdint>
 #include <initializer_list>
+#include <type_traits>
 
 namespace lossjit::jit {
 namespace {
@@ -43,10 +46,22 @@ constexpr double kExpQ64[] = {0x1.000000000000ap-1,  0x1.55555555554fap-3,  0x1.
 // error on |r| <= 1.002 ln2/32: 2^-29.2 (a Taylor cubic gives 2^-26.7). The table entries are
 // 2^(j/16) rounded to float (error under half an ulp).
 constexpr float kExpTableQ32[] = {0x1.000226p-1f, 0x1.555a7ep-3f};
-constexpr float kExp2Sixteenths32[] = {
+constexpr std::array<float, 16> kExp2Sixteenths32 = {
     0x1.000000p+0f, 0x1.0b5586p+0f, 0x1.172b84p+0f, 0x1.2387a6p+0f, 0x1.306fe0p+0f, 0x1.3dea64p+0f,
     0x1.4bfdaep+0f, 0x1.5ab07ep+0f, 0x1.6a09e6p+0f, 0x1.7a1148p+0f, 0x1.8ace54p+0f, 0x1.9c4918p+0f,
     0x1.ae89fap+0f, 0x1.c199bep+0f, 0x1.d5818ep+0f, 0x1.ea4afap+0f};
+// exp's summands (exp_summand_avx512) take the scale 2^(k/16) whole from integer instructions: this
+// table holds the bits of 2^(j/16) less j << 19, and adding t's bits shifted left by 19, that is
+// k << 19 = (floor(k/16) << 23) + (j << 19) (M's bits shift out), gives the bits of 2^(k/16).
+// The exponent field must stay normal, so summands clamp their argument at -87 instead of -104
+// (k/16 >= -125.5): a term below exp(-87) = 1.6e-38 counts as that, in a sum whose largest
+// term is 1 (x - max), where it vanishes in the rounding.
+constexpr std::array<std::uint32_t, 16> kExp2SixteenthsLessJ = [] {
+    std::array<std::uint32_t, 16> t{};
+    for (std::uint32_t j = 0; j < 16; ++j) t[j] = std::bit_cast<std::uint32_t>(kExp2Sixteenths32[j]) - (j << 19);
+    return t;
+}();
+constexpr double kSummandLo32 = -87.0;
 
 // expm1(r) = r + r^2 Q(r) on |r| <= ln2/2, weight r^2 / |expm1(r)| (relative error of expm1).
 // f32: degree 5, 2^-28.8; f64: degree 10, 2^-59.9.
@@ -249,6 +264,20 @@ public:
         return mul(mul(p, pow2i(n1)), pow2i(b_.CreateSub(n, n1)));
     }
 
+    // A sum's term exp(x), x <= 0, -inf or NaN, on a target with AVX-512F: as exp_avx512, but a
+    // 512-bit fp32 vector or an fp32 scalar returns scale = 2^(k/16) and frac = E(r), which the
+    // caller adds up in two sums (the scales, and the products scale * frac with one fma), so
+    // that no instruction after the polynomial stands between it and the sums. The scale takes
+    // a vpermd, a shift and an integer add (kExp2SixteenthsLessJ), not a vscalefps on the FP
+    // adders, which bound the loop with the FMA units.
+    ExpTerm exp_summand_avx512(llvm::Value* x) {
+        if (dbl_ || (!is_zmm() && ft_->isVectorTy())) return {exp_avx512(x, true), nullptr};
+        llvm::Value* y = sel(olt(x, c(kSummandLo32)), c(kSummandLo32), x);
+        Sixteenths red = reduce_sixteenths(y);
+        llvm::Value* scale = b_.CreateAdd(table_lookup(kExp2SixteenthsLessJ, bits(red.t)), b_.CreateShl(bits(red.t), ci(19)));
+        return {from_bits(scale), red.e};
+    }
+
     // exp on a target with AVX-512F: 512-bit vectors, and fp32 scalars (a kernel's per-row
     // values, which must match its vectors bit for bit); narrower vectors, which no kernel uses
     // on such a target, take exp_full. The clamps are written select(x < lo, lo, x): x86's
@@ -282,21 +311,34 @@ public:
     // k/16 itself; a scalar shifts k and scales in exactly exp_core's two steps, so that both
     // give the same bits.
     llvm::Value* exp_table_f32(llvm::Value* y) {
-        llvm::Value* magic = c(0x1.8p19);
+        Sixteenths red = reduce_sixteenths(y);
+        llvm::Value* two_j16 = table_lookup(kExp2Sixteenths32, bits(red.t));
+        llvm::Value* p = fma(two_j16, red.e, two_j16);
+        if (is_zmm()) return scalef(p, red.k16);
+        return scale_pow2(p, b_.CreateAShr(b_.CreateSub(bits(red.t), bits(c(kSixteenthsMagic))), ci(4)));
+    }
+
+    // exp_table_f32's reduction: t, k/16 and E(r), exp(y) = 2^(k/16) (1 + E(r)).
+    static constexpr double kSixteenthsMagic = 0x1.8p19;
+    struct Sixteenths {
+        llvm::Value *t, *k16, *e;
+    };
+    Sixteenths reduce_sixteenths(llvm::Value* y) {
+        llvm::Value* magic = c(kSixteenthsMagic);
         llvm::Value* t = fma(y, c(k_->log2e), magic);
         llvm::Value* k16 = sub(t, magic);
         llvm::Value* r = ln2_lo_step(k16, fma(k16, c(-k_->exp_ln2_hi), y));
-        llvm::Value* two_j16 = table_lookup(kExp2Sixteenths32, bits(t));
-        llvm::Value* e = fma(mul(r, r), fma(r, c(kExpTableQ32[1]), c(kExpTableQ32[0])), r);
-        llvm::Value* p = fma(two_j16, e, two_j16);
-        if (is_zmm()) return scalef(p, k16);
-        return scale_pow2(p, b_.CreateAShr(b_.CreateSub(bits(t), bits(magic)), ci(4)));
+        return {t, k16, fma(mul(r, r), fma(r, c(kExpTableQ32[1]), c(kExpTableQ32[0])), r)};
     }
 
-    // table[idx mod 16]: one vpermps for 16 lanes, an indexed constant for a scalar.
-    llvm::Value* table_lookup(const float (&table)[16], llvm::Value* idx) {
-        llvm::Value* tv = llvm::ConstantDataVector::get(b_.getContext(), llvm::ArrayRef<float>(table));
-        if (is_zmm()) return b_.CreateIntrinsic(llvm::Intrinsic::x86_avx512_permvar_sf_512, {}, {tv, idx});
+    // table[idx mod 16]: one vpermps (vpermd) for 16 lanes, an indexed constant for a scalar.
+    template <class T>
+    llvm::Value* table_lookup(const std::array<T, 16>& table, llvm::Value* idx) {
+        llvm::Value* tv = llvm::ConstantDataVector::get(b_.getContext(), llvm::ArrayRef<T>(table.data(), table.size()));
+        if (is_zmm()) {
+            const auto id = std::is_same_v<T, float> ? llvm::Intrinsic::x86_avx512_permvar_sf_512 : llvm::Intrinsic::x86_avx512_permvar_si_512;
+            return b_.CreateIntrinsic(id, {}, {tv, idx});
+        }
         return b_.CreateExtractElement(tv, b_.CreateAnd(idx, ci(15)));
     }
 
@@ -376,10 +418,16 @@ llvm::Value* emit_exp_nonpositive(llvm::IRBuilderBase& b, llvm::Value* x, bool a
     return avx512 ? e.exp_avx512(x, true) : e.exp_full(x);
 }
 
-llvm::Value* emit_exp_summand(llvm::IRBuilderBase& b, llvm::Value* x, bool avx512) {
+ExpTerm emit_exp_summand(llvm::IRBuilderBase& b, llvm::Value* x, bool avx512) {
     Emitter e(b, x);
     e.for_summands();
-    return avx512 ? e.exp_avx512(x, true) : e.exp_full(x);
+    return avx512 ? e.exp_summand_avx512(x) : ExpTerm{e.exp_full(x), nullptr};
+}
+
+llvm::Value* exp_term_value(llvm::IRBuilderBase& b, const ExpTerm& t) {
+    if (!t.frac) return t.scale;
+    Emitter e(b, t.scale);
+    return e.fma(t.scale, t.frac, t.scale);
 }
 
 llvm::Value* emit_exp(llvm::IRBuilderBase& b, llvm::Value* x, bool avx512) {

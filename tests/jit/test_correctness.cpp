@@ -387,8 +387,9 @@ TEST_CASE("max ahead: the next row's max taken in this row's exp loop") {
     }
 }
 
+// (the loss alone: its exps are only summed, in two sums per block, Em::lse_accumulate)
 TEST_CASE("logsumexp strategies online and two-pass and blocked rows") {
-    const Graph g = jt::ce_soft();
+    const Graph g = jt::ce_soft(), loss = jt::ce_hard(false);
     for (auto lse : {CompileOptions::Lse::online, CompileOptions::Lse::two_pass})
         for (std::size_t block : {0, 64, 1000})
             for (std::size_t K : {17, 1000, 32005}) {
@@ -398,6 +399,7 @@ TEST_CASE("logsumexp strategies online and two-pass and blocked rows") {
                 o.row_length = K == 1000 ? 0 : K;
                 jt::check_case({"ce_soft", g, {}}, 3, K, o, jt::Mode::neg_inf, 17);
                 jt::check_case({"ce_soft", g, {}}, 3, K, o, jt::Mode::big, 18);
+                jt::check_case({"ce_hard loss", loss, {}}, 3, K, o, jt::Mode::neg_inf, 19);
             }
 }
 

@@ -56,6 +56,7 @@ struct Fn {
     double lo32, hi32, lo64, hi64;   // where the function does something (uniform sampling)
     std::vector<double> points32, points64;  // dense sampling around these
     double ulp_per_x32 = 0, ulp_per_x64 = 0;  // error allowed beyond 4 ulp per unit of |x|
+    double floor32 = -INFINITY;  // fp32: computes f(max(x, floor32)) (exp's AVX-512 summands)
 };
 
 // The host has AVX-512F (and no LOSSJIT_VECMATH_CPU override): exp's vscalefps path is
@@ -87,14 +88,16 @@ const std::vector<Fn>& functions() {
     static const std::vector<Fn> fns = [] {
         std::vector<Fn> v = make_functions();
         const Fn exp = v[0];
-        v.push_back(nonpositive(exp, "exp_summand", [](llvm::IRBuilderBase& b, llvm::Value* x) { return lossjit::jit::emit_exp_summand(b, x, false); }, 0.05, 0.3));
+        v.push_back(nonpositive(exp, "exp_summand", [](llvm::IRBuilderBase& b, llvm::Value* x) { return lossjit::jit::exp_term_value(b, lossjit::jit::emit_exp_summand(b, x, false)); }, 0.05, 0.3));
         if (host_avx512()) {
             Fn e = exp;
             e.name = "exp_avx512";
             e.emit = lossjit::jit::emit_exp_avx512;
             v.push_back(e);
             v.push_back(nonpositive(exp, "exp_nonpositive_avx512", lossjit::jit::emit_exp_nonpositive_avx512));
-            v.push_back(nonpositive(exp, "exp_summand_avx512", [](llvm::IRBuilderBase& b, llvm::Value* x) { return lossjit::jit::emit_exp_summand(b, x, true); }, 0.05, 0.3));
+            Fn s = nonpositive(exp, "exp_summand_avx512", [](llvm::IRBuilderBase& b, llvm::Value* x) { return lossjit::jit::exp_term_value(b, lossjit::jit::emit_exp_summand(b, x, true)); }, 0.05, 0.3);
+            s.floor32 = -87.0;
+            v.push_back(s);
         }
         return v;
     }();
@@ -363,10 +366,11 @@ Stats measure(std::size_t idx, const Fn& fn) {
     for (std::size_t i = 0; i < xs.size(); ++i) k(&xs[i], &ys[i], 1);
     Stats st;
     double sum = 0;
+    const double floor = sizeof(T) == 4 ? fn.floor32 : -INFINITY;
     for (std::size_t i = 0; i < xs.size(); ++i) {
         if (std::memcmp(&yv[i], &ys[i], sizeof(T)) != 0 && !(std::isnan(yv[i]) && std::isnan(ys[i])))
             ++st.mismatches;
-        long double r = fn.ref(static_cast<long double>(xs[i]));
+        long double r = fn.ref(std::isnan(xs[i]) ? xs[i] : std::max(static_cast<long double>(xs[i]), static_cast<long double>(floor)));
         double e = std::max(ulp_error<T>(yv[i], r), ulp_error<T>(ys[i], r));
         if (e > st.max_ulp) {
             st.max_ulp = e;
@@ -465,6 +469,16 @@ void check_specials() {
                 in.push_back(xs[k]);
                 exp.push_back(want[k]);
             }
+        // below a floor (exp's AVX-512 summands) the value at the floor, the same bits
+        const double floor = sizeof(T) == 4 ? functions()[i].floor32 : -INFINITY;
+        if (floor > -INFINITY) {
+            const T at = static_cast<T>(floor);
+            T v;
+            kernel<T>(i)(&at, &v, 1);
+            CHECK(v > 0);
+            for (std::size_t k = 0; k < in.size(); ++k)
+                if (in[k] < at) exp[k] = v;
+        }
         std::vector<T> out(in.size());
         kernel<T>(i)(in.data(), out.data(), static_cast<int64_t>(in.size()));
         for (std::size_t k = 0; k < in.size(); ++k) {
@@ -507,7 +521,8 @@ std::string optimized_ir_all_emitters(llvm::Type* (*elt)(llvm::LLVMContext&), un
                                name.rfind("llvm.fmuladd.", 0) == 0 ||
                                name.rfind("llvm.minnum.", 0) == 0 || name.rfind("llvm.maxnum.", 0) == 0 ||
                                name.rfind("llvm.x86.avx512.mask.scalef.", 0) == 0 ||  // exp_avx512's 2^n
-                               name.rfind("llvm.x86.avx512.permvar.sf.512", 0) == 0);  // its 2^(j/16)
+                               name.rfind("llvm.x86.avx512.permvar.sf.512", 0) == 0 ||  // its 2^(j/16)
+                               name.rfind("llvm.x86.avx512.permvar.si.512", 0) == 0);  // (summands)
                     if (!ok) bad_calls.push_back(name);
                 }
     std::string text;
