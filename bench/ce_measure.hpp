@@ -76,6 +76,7 @@ public:
     // the first compile() in this process (LLJIT start included): -1 when none succeeded
     double first_compile_ms = -1;
     bool first_from_disk = false;
+    std::string kernel_cpu;  // the CPU the kernels were compiled for (LLVM's name)
 
 private:
     std::map<Key, double> gbps_;  // NaN: FAILED

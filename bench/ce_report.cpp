@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <string>
 #include <vector>
 
 namespace bench {
@@ -17,12 +19,21 @@ namespace {
 const char* const contenders[] = {"lossjit", "naive", "careful", "pytorch", "onednn", "read", "copy"};
 const char* const ratio_columns[] = {"jit/torch", "jit/careful", "jit/roof", "bf16/f32"};
 
+// The model name, with the family and model numbers: a VM's name can hide the generation
+// ("AMD EPYC": family 25 model 17 is Zen 4, whose 512-bit operations take two passes through its
+// 256-bit units; family 26 is Zen 5, with full 512-bit units), and the kernels' speeds with it.
 std::string cpu_model() {
     std::ifstream f("/proc/cpuinfo");
-    std::string line;
-    while (std::getline(f, line))
-        if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-    return "unknown CPU";
+    std::map<std::string, std::string> first;  // key -> value, the first processor's
+    for (std::string line; std::getline(f, line) && !line.empty();) {
+        const std::size_t colon = line.find(':');
+        if (colon == std::string::npos) continue;
+        const std::string key = line.substr(0, line.find_last_not_of(" \t", colon - 1) + 1);
+        first.emplace(key, colon + 2 <= line.size() ? line.substr(colon + 2) : "");
+    }
+    std::string name = first.count("model name") ? first["model name"] : "unknown CPU";
+    if (first.count("cpu family") && first.count("model")) name += " (family " + first["cpu family"] + ", model " + first["model"] + ")";
+    return name;
 }
 
 std::string fmt_gbps(double v, bool applicable, bool skipped) {
@@ -219,7 +230,7 @@ void print_goals(const Results& r, int all) {
         std::snprintf(buf, sizeof buf, "first compile() in this process (K = %zu, fwd, f32, LLJIT start included): %.1f ms%s", shapes[0].K,
                       r.first_compile_ms, r.first_from_disk ? " (from the disk cache: LOSSJIT_CACHE_DIR is set)" : "");
         goals.verdict("JIT latency < 20 ms", r.first_compile_ms < 20 && !r.first_from_disk, r.first_compile_ms >= 0, buf);
-        std::printf("            (a cold process alone: build/bench/jit_latency)\n");
+        std::printf("            (a cold process alone: build/bench/jit_latency; kernels compiled for %s)\n", r.kernel_cpu.empty() ? "?" : r.kernel_cpu.c_str());
     }
     goals.print_tally();
 }
