@@ -365,13 +365,14 @@ public:
     // result through another path anyway (logsumexp: exp(NaN - max) makes the sum NaN).
     Value* max_fast(Value* acc, Value* x) { return B.CreateSelect(B.CreateFCmpOGT(x, acc), x, acc); }
     // The two-pass logsumexp's accumulation of e = exp(x - max) over the lanes of `mask` (null:
-    // all): added to `sum` where x is below the max, counted as a 1 in `count` where x equals it
-    // (a 1 in the sum would round the others away). The sum is written select(lanes, sum + e,
-    // sum): one masked add on AVX-512. A vector `count` counts per lane (across rows, where lanes
-    // are rows). An i64 one instead counts the elements *below* the max, a popcount of the
-    // compare mask on the integer units, the FP units being the row kernel's limit; the caller
-    // takes them from the elements it ran over. Counting those at the max, lanes - popcount,
-    // became a popcount of the negated mask: a knotw that cost 9% of the loop on Zen 5.
+    // all): added to `sum` where x is below the max; the elements at the max are not summed but
+    // counted (a 1 in the sum would round the others away), as the elements the loop ran over
+    // less those below it, which `count` counts with the sum's own compare. The sum is written
+    // select(lanes, sum + e, sum): one masked add on AVX-512. An i64 `count` counts them in a
+    // popcount of the compare mask on the integer units, the FP units being the row kernel's
+    // limit (a popcount of the elements at the max became a knotw, 9% of the loop on Zen 5); a
+    // vector one per lane (across rows, where lanes are rows) with a masked add of 1 (a second
+    // compare for those at the max cost an fma pipe's slot on Zen 4).
     // A term in two parts (ExpTerm::frac) goes into two sums where `scales` is given: `sum` takes
     // scale * frac in a masked fma and `scales` the scale in a masked add, so the polynomial's
     // result is one fma from the sum (fwd in L2 at K = 1000 1.025x: ce_probe); the caller adds the
@@ -392,10 +393,8 @@ public:
             B.CreateStore(B.CreateAdd(B.CreateLoad(I64, count), B.CreateZExt(n, I64)), count);
             return;
         }
-        Value* top = B.CreateFCmpOEQ(x, max);
-        if (mask) top = B.CreateAnd(top, mask);
         Value* c = B.CreateLoad(VF, count);
-        B.CreateStore(B.CreateSelect(top, B.CreateFAdd(c, ConstantFP::get(VF, 1.0)), c), count);
+        B.CreateStore(B.CreateSelect(below, B.CreateFAdd(c, ConstantFP::get(VF, 1.0)), c), count);
     }
 
     // A horizontal reduction by a shuffle tree: the two halves combined, pairwise, down to one lane.

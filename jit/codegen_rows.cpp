@@ -391,7 +391,8 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
                 // lse = hi + lo, lo = log1p(count - 1 + the sum of the others): -inf when no
                 // element counts (all -inf)
                 Value* hi = row_max[static_cast<std::size_t>(r)];
-                Value* cnt = B.CreateLoad(e.VF, cnts[static_cast<std::size_t>(r)]);
+                // (the elements at the max: the K columns less those below it)
+                Value* cnt = B.CreateFSub(ConstantFP::get(e.VF, static_cast<double>(P.K)), B.CreateLoad(e.VF, cnts[static_cast<std::size_t>(r)]));
                 Value* rest = B.CreateFAdd(B.CreateFSub(cnt, ConstantFP::get(e.VF, 1.0)), v);
                 Value* lo = emit_log1p(B, rest);
                 e.lse_hi[static_cast<std::size_t>(r)] = hi;
