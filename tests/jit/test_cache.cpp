@@ -22,8 +22,9 @@ namespace fs = std::filesystem;
 namespace {
 std::string self_exe() { return fs::read_symlink("/proc/self/exe").string(); }
 
+// Runs the hidden test case below in a second process of this executable, LOSSJIT_CACHE_DIR=dir.
 std::string run_child(const std::string& dir) {
-    const std::string cmd = "LOSSJIT_CACHE_DIR='" + dir + "' '" + self_exe() + "' --disk-child";
+    const std::string cmd = "LOSSJIT_CACHE_DIR='" + dir + "' '" + self_exe() + "' 'cache: the second process of the disk cache tests'";
     FILE* p = ::popen(cmd.c_str(), "r");
     REQUIRE(p != nullptr);
     char buf[256] = {};
@@ -62,6 +63,23 @@ fs::path fresh_dir(const char* tag) {
     return d;
 }
 }  // namespace
+
+// Hidden ([.]): only run_child runs it, by name. It compiles the cross-entropy kernel, checks it,
+// and prints "disk=1" when the machine code came from the disk cache, and how many entries it
+// rejected.
+TEST_CASE("cache: the second process of the disk cache tests", "[.]") {
+    CompileOptions o;
+    o.row_length = 1000;
+    Kernel k = compile(jt::ce_hard(), o);
+    jt::Data d;
+    jt::make_data(k, d, 64, 1000, jt::Mode::normal, 7);
+    const Result r = k.run(d.batch);
+    // a cheap self-check: the mean loss of random N(0, 2) logits over 1000 classes is about 8.8
+    const double m = r.mean("loss");
+    const bool ok = m > 5 && m < 12;
+    CHECK(ok);
+    std::printf("disk=%d ok=%d rejected=%llu\n", k.from_disk_cache() ? 1 : 0, ok ? 1 : 0, static_cast<unsigned long long>(cache_stats().disk_rejected));
+}
 
 TEST_CASE("cache: the second compile is a lookup") {
     CompileOptions o;
