@@ -1,8 +1,9 @@
 // The quickstart, the README's demo. Cross-entropy written as mathematics; at compile time its
 // rule trace, simplified form and simplified gradient (the static_asserts prove they are
 // computed by the compiler); then the JIT: one fused loss + gradient kernel for this CPU, run on
-// N = 4096 rows of K = 32000 logits, checked against the reference evaluator, timed against a
-// plain C++ loop, and the first lines of its assembly.
+// N = 4096 rows of K = 32000 logits (`quickstart ROWS` for another N: the sanitizer build's test
+// runs 256), checked against the reference evaluator, timed against a plain C++ loop, and the
+// first lines of its assembly.
 #include <lossjit/compile.hpp>
 #include <lossjit/lossjit.hpp>
 
@@ -10,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <random>
 #include <sstream>
@@ -32,7 +34,17 @@ static double elapsed_ms(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
-int main() {
+int main(int argc, char** argv) {
+    std::size_t N = 4096;
+    if (argc > 1) {
+        char* end = nullptr;
+        const unsigned long long n = std::strtoull(argv[1], &end, 10);
+        if (argc > 2 || *argv[1] == '-' || *end != '\0' || n == 0 || n > (1ull << 20)) {
+            std::fprintf(stderr, "quickstart: ROWS must be one whole number from 1 to 1048576, got '%s'%s\n", argv[1], argc > 2 ? " and more" : "");
+            return 2;
+        }
+        N = static_cast<std::size_t>(n);
+    }
     const lossjit::Term loss = lossjit::simplify(ce);
     std::cout << "expression:  " << ce << "\n"
               << "rule trace:\n" << lossjit::trace_to_string(loss)
@@ -40,7 +52,7 @@ int main() {
               << "gradient:    " << lossjit::grad(ce, u) << "\n\n";
 
     // ---- the JIT: loss and gradient of ce_label in one kernel, K baked in ----
-    const std::size_t N = 4096, K = 32000;
+    const std::size_t K = 32000;
     lossjit::CompileOptions options;
     options.row_length = K;
     const lossjit::Kernel kernel = lossjit::compile(ce_label, lossjit::wrt(u), options);
