@@ -59,11 +59,15 @@ struct Fn {
     double floor32 = -INFINITY;  // fp32: computes f(max(x, floor32)) (exp's AVX-512 summands)
 };
 
+template <class T>
+double floor_of(const Fn& fn) { return sizeof(T) == 4 ? fn.floor32 : -INFINITY; }
+
 // The host has AVX-512F (and no LOSSJIT_VECMATH_CPU override): exp's vscalefps path is
 // tested too, as "exp_avx512", on the same points as exp, and its variant for arguments <= 0
 // (a logsumexp's x - max) as "exp_nonpositive_avx512", on exp's points <= 0. The variant for a
 // sum's terms, "exp_summand" (and "exp_summand_avx512" there), on the same points, may be off by
-// 0.05 |x| (fp32) / 0.3 |x| (fp64) ulp more: its reduction rounds ln2 (vecmath.hpp).
+// 0.05 |x| (fp32) / 0.3 |x| (fp64) ulp more: its reduction rounds ln2 (vecmath.hpp); the fp32
+// AVX-512 one computes exp(max(x, -87)) (Fn::floor32).
 bool host_avx512() {
     if (std::getenv("LOSSJIT_VECMATH_CPU")) return false;
     const llvm::StringMap<bool> f = llvm::sys::getHostCPUFeatures();
@@ -366,7 +370,7 @@ Stats measure(std::size_t idx, const Fn& fn) {
     for (std::size_t i = 0; i < xs.size(); ++i) k(&xs[i], &ys[i], 1);
     Stats st;
     double sum = 0;
-    const double floor = sizeof(T) == 4 ? fn.floor32 : -INFINITY;
+    const double floor = floor_of<T>(fn);
     for (std::size_t i = 0; i < xs.size(); ++i) {
         if (std::memcmp(&yv[i], &ys[i], sizeof(T)) != 0 && !(std::isnan(yv[i]) && std::isnan(ys[i])))
             ++st.mismatches;
@@ -470,7 +474,7 @@ void check_specials() {
                 exp.push_back(want[k]);
             }
         // below a floor (exp's AVX-512 summands) the value at the floor, the same bits
-        const double floor = sizeof(T) == 4 ? functions()[i].floor32 : -INFINITY;
+        const double floor = floor_of<T>(functions()[i]);
         if (floor > -INFINITY) {
             const T at = static_cast<T>(floor);
             T v;
