@@ -358,8 +358,8 @@ public:
     Value* exp(Value* x) { return emit_exp(B, x, T.avx512); }
     // exp of x - max(x) (<= 0, -inf or NaN), as in a logsumexp: no upper clamp needed
     Value* exp_nonpositive(Value* x) { return emit_exp_nonpositive(B, x, T.avx512); }
-    // the same for exps that are only added up, not kept: one fma less, and on AVX-512 in two
-    // parts for two sums (emit_exp_summand, lse_accumulate)
+    // the same for exps that are only added up, not kept: one fma less, and on AVX-512 as two
+    // factors for the fma that adds the term to its sum (emit_exp_summand, lse_accumulate)
     ExpTerm exp_summand(Value* x) { return emit_exp_summand(B, x, T.avx512); }
     // max(acc, x) ignoring a NaN x (x86's maxps: one instruction). Used where a NaN reaches the
     // result through another path anyway (logsumexp: exp(NaN - max) makes the sum NaN).
@@ -373,21 +373,13 @@ public:
     // limit (a popcount of the elements at the max became a knotw, 9% of the loop on Zen 5); a
     // vector one per lane (across rows, where lanes are rows) with a masked add of 1 (a second
     // compare for those at the max cost an fma pipe's slot on Zen 4).
-    // A term in two parts (ExpTerm::frac) goes into two sums where `scales` is given: `sum` takes
-    // scale * frac in a masked fma and `scales` the scale in a masked add, so the polynomial's
-    // result is one fma from the sum (fwd in L2 at K = 1000 1.025x: ce_probe); the caller adds the
-    // two at the end. Without `scales` the term's value is added.
-    void lse_accumulate(Value* x, Value* max, ExpTerm e, Value* mask, AllocaInst* sum, AllocaInst* scales, AllocaInst* count) {
+    // A term of two factors (ExpTerm::factor) is added in one masked fma.
+    void lse_accumulate(Value* x, Value* max, ExpTerm e, Value* mask, AllocaInst* sum, AllocaInst* count) {
         Value* below = B.CreateFCmpUNE(x, max);  // a NaN x is below: its e makes the sum NaN
         if (mask) below = B.CreateAnd(below, mask);
         Value* s = B.CreateLoad(VF, sum);
-        if (e.frac && scales) {
-            Value* sc = B.CreateLoad(VF, scales);
-            B.CreateStore(B.CreateSelect(below, B.CreateIntrinsic(Intrinsic::fma, {VF}, {e.scale, e.frac, s}), s), sum);
-            B.CreateStore(B.CreateSelect(below, B.CreateFAdd(sc, e.scale), sc), scales);
-        } else {
-            B.CreateStore(B.CreateSelect(below, B.CreateFAdd(s, exp_term_value(B, e)), s), sum);
-        }
+        Value* added = e.factor ? B.CreateIntrinsic(Intrinsic::fma, {VF}, {e.scale, e.factor, s}) : B.CreateFAdd(s, e.scale);
+        B.CreateStore(B.CreateSelect(below, added, s), sum);
         if (count->getAllocatedType() == I64) {
             Value* n = B.CreateUnaryIntrinsic(Intrinsic::ctpop, B.CreateBitCast(below, B.getIntNTy(static_cast<unsigned>(VW))));
             B.CreateStore(B.CreateAdd(B.CreateLoad(I64, count), B.CreateZExt(n, I64)), count);

@@ -12,9 +12,6 @@ struct Red {
     bool two_pass = false;
     std::vector<AllocaInst*> a, b, c;  // per unroll copy: accumulator(s)
     std::vector<AllocaInst*> next;     // two-pass, max ahead: the next row's max, per unroll copy
-    // two-pass exps that are only summed: the sum of their scales, per unroll copy, beside b's
-    // sum of scale * frac (Em::lse_accumulate); where empty, b holds the whole sum
-    std::vector<AllocaInst*> scales;
     // Sums over long rows in two levels: a, b hold the current block's lane sums (one-pass loops:
     // Plan::sum_terms terms a lane), added into ra, rb at its end (K / block terms): fp32 lane sums
     // of K / lanes terms lost digits at large K (33 ulp per unit of spread at K = 200000). For an
@@ -57,8 +54,6 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
             }
         }
         if (x.two_pass) {
-            if (r != P.cache_lse)
-                for (int u = 0; u < U; ++u) x.scales.push_back(alloca(VF));
             x.M = alloca(F);
             x.Cnt = alloca(F);
             x.Sum = alloca(F);
@@ -82,7 +77,6 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
                     B.CreateStore(ConstantFP::get(VF, 0.0), r.b[static_cast<std::size_t>(u)]);
                     B.CreateStore(ConstantInt::get(I64, 0), r.c[static_cast<std::size_t>(u)]);
                 }
-                for (AllocaInst* a : r.scales) B.CreateStore(ConstantFP::get(VF, 0.0), a);
                 continue;
             }
             const double init = r.op == Op::amax || r.op == Op::logsumexp ? -INFINITY : 0.0;
@@ -155,7 +149,7 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
                     Value* bm = splat(block_max[k]);
                     const bool kept = r.node == P.cache_lse;
                     const ExpTerm e = kept ? ExpTerm{exp_nonpositive(B.CreateFSub(x, bm)), nullptr} : exp_summand(B.CreateFSub(x, bm));
-                    lse_accumulate(x, bm, e, mask, Sa, kept ? nullptr : r.scales[static_cast<std::size_t>(u)], r.c[static_cast<std::size_t>(u)]);
+                    lse_accumulate(x, bm, e, mask, Sa, r.c[static_cast<std::size_t>(u)]);
                     if (kept) {
                         Value* p = B.CreateGEP(F, scratch, i);
                         if (mask) B.CreateMaskedStore(e.scale, p, Align(P.compute == DType::f64 ? 8 : 4), mask);
@@ -235,12 +229,7 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
     auto flush_block_sums = [&] {
         for_each_cascaded([&](Red& r, std::size_t u) {
             if (r.two_pass) {  // the same reference (the block max): a plain sum
-                Value* piece = B.CreateLoad(VF, r.b[u]);
-                if (!r.scales.empty()) {
-                    piece = B.CreateFAdd(piece, B.CreateLoad(VF, r.scales[u]));
-                    B.CreateStore(ConstantFP::get(VF, 0.0), r.scales[u]);
-                }
-                B.CreateStore(B.CreateFAdd(B.CreateLoad(VF, r.rb[u], true), piece), r.rb[u], true);
+                B.CreateStore(B.CreateFAdd(B.CreateLoad(VF, r.rb[u], true), B.CreateLoad(VF, r.b[u])), r.rb[u], true);
                 B.CreateStore(ConstantFP::get(VF, 0.0), r.b[u]);
                 return;
             }
@@ -362,7 +351,6 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
                     B.CreateStore(block_max[k], scratch_block_max(B.CreateUDiv(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)))));
                 for (int u = 0; u < U; ++u) {
                     B.CreateStore(ConstantFP::get(VF, 0.0), r.b[static_cast<std::size_t>(u)]);
-                    if (!r.scales.empty()) B.CreateStore(ConstantFP::get(VF, 0.0), r.scales[static_cast<std::size_t>(u)]);
                     B.CreateStore(ConstantInt::get(I64, 0), r.c[static_cast<std::size_t>(u)]);
                     if (!r.rb.empty()) B.CreateStore(ConstantFP::get(VF, 0.0), r.rb[static_cast<std::size_t>(u)], true);
                 }
@@ -389,8 +377,6 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
                     v = B.CreateFAdd(v, B.CreateLoad(VF, sums[static_cast<std::size_t>(u)], !r.rb.empty()));
                     w = B.CreateAdd(w, B.CreateLoad(I64, r.c[static_cast<std::size_t>(u)]));
                 }
-                if (r.rb.empty())  // (else flushed into rb with b)
-                    for (AllocaInst* a : r.scales) v = B.CreateFAdd(v, B.CreateLoad(VF, a));
                 Value* sb = hsum(v);  // the block: sum exp(x - bm) = cb + sb
                 Value* cb = B.CreateUIToFP(B.CreateSub(B.CreateSub(be, b0), w), F);  // elements at bm
                 Value* bm = bm_raw[k];

@@ -21,21 +21,22 @@ llvm::Value* emit_exp_avx512(llvm::IRBuilderBase& b, llvm::Value* x);
 // the same results as emit_exp there, one instruction fewer on AVX-512 (no upper clamp).
 llvm::Value* emit_exp_nonpositive(llvm::IRBuilderBase& b, llvm::Value* x, bool avx512);
 llvm::Value* emit_exp_nonpositive_avx512(llvm::IRBuilderBase& b, llvm::Value* x);  // for tests
-// exp(x) as scale + scale * frac, or scale alone where frac is null.
+// exp(x) as scale * factor, or scale alone where factor is null.
 struct ExpTerm {
     llvm::Value* scale;
-    llvm::Value* frac;
+    llvm::Value* factor;
 };
 // emit_exp_nonpositive for values that are only added up (a logsumexp's terms): x - n ln2 in one
 // fma instead of two, whose rounding of ln2 (by 1.9e-9 in fp32, 2.3e-17 in fp64) adds a relative
 // error of |x| 2.7e-9 / 3.3e-17: up to 0.05 |x| / 0.3 |x| ulp, most where the term is smallest.
 // Weighted by exp(x) that stays below 0.02 / 0.11 ulp of the sum's largest term, and the loop,
 // which the FMA units bound, does 15% more terms per second.
-// With avx512, fp32 (512-bit vectors and scalars) returns the term in two parts, to be added up
-// in two sums (a loop's chain ends at the polynomial), and computes exp(max(x, -87)): the scale
-// is built in integer arithmetic, whose exponent must stay normal (vecmath.cpp).
+// With avx512, fp32 (512-bit vectors and scalars) returns the term as two factors, for the fma
+// that adds it to a sum (the polynomial then ends one fma from the sum, with no product of its
+// own), and computes exp(max(x, -87)): the scale is built in integer arithmetic, whose exponent
+// must stay normal (vecmath.cpp).
 ExpTerm emit_exp_summand(llvm::IRBuilderBase& b, llvm::Value* x, bool avx512);
-// The term's value: one fma (the same bits for vectors and scalars).
+// The term's value: one multiply (the same bits for vectors and scalars).
 llvm::Value* exp_term_value(llvm::IRBuilderBase& b, const ExpTerm& t);
 llvm::Value* emit_log(llvm::IRBuilderBase& b, llvm::Value* x);
 llvm::Value* emit_log1p(llvm::IRBuilderBase& b, llvm::Value* x);

@@ -387,7 +387,7 @@ TEST_CASE("max ahead: the next row's max taken in this row's exp loop") {
     }
 }
 
-// (the loss alone: its exps are only summed, in two sums per block, Em::lse_accumulate)
+// (the loss alone: its exps are only summed, as two factors of an fma, Em::lse_accumulate)
 TEST_CASE("logsumexp strategies online and two-pass and blocked rows") {
     const Graph g = jt::ce_soft(), loss = jt::ce_hard(false);
     for (auto lse : {CompileOptions::Lse::online, CompileOptions::Lse::two_pass})
