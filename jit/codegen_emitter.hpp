@@ -29,6 +29,9 @@ struct Ctx {
     enum Mode { scalar, gather, lanes } mode = scalar;
     Value* index = nullptr;  // gather: i64 element; lanes: i64 first element
     Value* mask = nullptr;   // lanes: <VW x i1>, or null for a full vector
+    // lanes, Plan::bf16_pairs: -1, the VW elements from index; 0 or 1, the even or odd ones of
+    // the 2 VW from index
+    int pair = -1;
     std::vector<Value*> memo;
 };
 
@@ -99,6 +102,13 @@ public:
     }
     // <VW x i32> i, i + 1, .., i + VW - 1: the element indices of the vector at i64 i
     Value* lane_indices(Value* i) { return B.CreateAdd(splat(B.CreateTrunc(i, I32)), lane_iota()); }
+    // the element indices of a lanes context's vector (in pairs: i + 2l + pair)
+    Value* lane_indices(const Ctx& c) {
+        if (c.pair < 0) return lane_indices(c.index);
+        std::vector<Constant*> at;
+        for (int l = 0; l < VW; ++l) at.push_back(ConstantInt::get(I32, static_cast<std::uint64_t>(2 * l + c.pair)));
+        return B.CreateAdd(splat(B.CreateTrunc(c.index, I32)), ConstantVector::get(at));
+    }
 
     // Across rows (Plan::rows): lanes are VW consecutive rows; every node's value is a vector,
     // a per-row scalar one value per lane, a vector node at column j element j of each row.
@@ -230,6 +240,12 @@ public:
     }
     Value* load_lanes(int slot, Ctx& c) {
         const DType d = P.slots[static_cast<std::size_t>(slot)].dtype;
+        if (c.pair >= 0) {  // bf16 (Plan::bf16_pairs): 2 VW elements as VW i32, each an even element's bits below an odd's
+            auto* vi = FixedVectorType::get(I32, static_cast<unsigned>(VW));
+            Value* w = B.CreateAlignedLoad(vi, element_ptr(slot, c.index), Align(size_of(d)));
+            Value* bits = c.pair == 0 ? B.CreateShl(w, 16) : B.CreateAnd(w, ConstantInt::get(vi, 0xffff0000u));
+            return B.CreateBitCast(bits, VF);
+        }
         Type* vt = FixedVectorType::get(storage(d), static_cast<unsigned>(VW));
         Value* p = element_ptr(slot, c.index);
         const Align al(size_of(d));
@@ -278,6 +294,7 @@ public:
         c.mode = Ctx::lanes;
         c.index = index;
         c.mask = mask;
+        c.pair = mask ? -1 : loop_pair;
         c.memo.assign(static_cast<std::size_t>(P.g.size()), nullptr);
         return c;
     }
@@ -459,6 +476,9 @@ public:
         bool label = false;  // the pass writes softmax - onehot(y): an element at y
     } pending;
     Value* pending_factor = nullptr;  // non-null: the exp loop also does the pending row's vector
+    // Plan::bf16_pairs: while a loop's full-vector copy is emitted, its pair (0 even, 1 odd; -1
+    // none), which its lanes contexts take (emit_loop)
+    int loop_pair = -1;
     void pending_init();                                  // codegen_row.cpp
     void pending_none();                                  // no row pending (the scratch row stands in)
     void pending_carry();                                 // this row becomes the pending one

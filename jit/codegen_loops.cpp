@@ -33,7 +33,14 @@ void Em::emit_loop(Value* begin, Value* end, const std::function<void(Value*, Va
         Value* i = B.CreateLoad(I64, iv);
         B.CreateCondBr(B.CreateICmpSLE(B.CreateAdd(i, ConstantInt::get(I64, step)), end), bodyb, exit);
         B.SetInsertPoint(bodyb);
-        for (int u = 0; u < copies; ++u) body(B.CreateAdd(i, ConstantInt::get(I64, u * VW)), nullptr, u);
+        // bf16 pairs: copies 2m and 2m + 1 take the even and the odd elements of the 2 VW at
+        // i + 2m VW, which the two copies in order would have taken
+        const bool pairs = P.bf16_pairs && copies % 2 == 0;
+        for (int u = 0; u < copies; ++u) {
+            loop_pair = pairs ? u % 2 : -1;
+            body(B.CreateAdd(i, ConstantInt::get(I64, (pairs ? u - u % 2 : u) * VW)), nullptr, u);
+        }
+        loop_pair = -1;
         B.CreateStore(B.CreateAdd(i, ConstantInt::get(I64, step)), iv);
         B.CreateBr(cond);
         B.SetInsertPoint(exit);

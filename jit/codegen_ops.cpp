@@ -125,7 +125,7 @@ Value* v_onehot(Em& e, int i, Ctx& c) {
         return e.B.CreateSelect(hit, ConstantFP::get(e.VF, 1.0), ConstantFP::get(e.VF, 0.0));
     }
     if (c.mode == Ctx::gather) return e.B.CreateSelect(e.B.CreateICmpEQ(c.index, y), e.cf(1.0), e.cf(0.0));
-    Value* hit = e.B.CreateICmpEQ(e.lane_indices(c.index), e.splat(e.B.CreateTrunc(y, e.I32)));
+    Value* hit = e.B.CreateICmpEQ(e.lane_indices(c), e.splat(e.B.CreateTrunc(y, e.I32)));
     return e.B.CreateSelect(hit, ConstantFP::get(e.VF, 1.0), ConstantFP::get(e.VF, 0.0));
 }
 

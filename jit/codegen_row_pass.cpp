@@ -117,7 +117,7 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
         // loop's own loads wait for. fwd on a Zen 4 (ce_probe): 512x32000 10-12 -> 19-21 GB/s,
         // 2048x4096 12 -> 17-20, 8192x1000 10-13 -> 16, 64x256000 13-15 -> 15-17; fwd+bwd
         // 512x32000 9.5 -> 12.4; the rest as before.
-        if (ahead && !mask)
+        if (ahead && !mask && c.pair != 1)  // (a pair's odd copy reads the even one's line)
             for (std::size_t s = 0; s < P.slots.size(); ++s)
                 if (!P.slots[s].output && P.slots[s].vector && P.slots[s].kind != InputKind::weights)
                     B.CreateIntrinsic(Intrinsic::prefetch, {B.getPtrTy()},

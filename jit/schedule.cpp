@@ -379,6 +379,27 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
     if (batched_tail && !p.rows && !p.pipelined && p.passes.size() == 1 && p.passes[0].writes.empty()) {
         for (int r : p.passes[0].reductions) p.batched_tail = p.batched_tail || p.g[r].op == Op::logsumexp;
     }
+    // bf16 pairs (Plan::bf16_pairs): the widening of bf16 to fp32 was a vpmovzxwd (a shuffle)
+    // and a shift a vector, twice in the exp loop with the max ahead, whose FP pipes it shares
+    // (fwd 4x32000 in cache 17 GB/s against fp32's 26). LOSSJIT_BF16_PAIRS=0 turns it off (for
+    // comparisons).
+    static const bool bf16_pairs = !turned_off("LOSSJIT_BF16_PAIRS");
+    if (bf16_pairs && t.avx512 && p.vector_width == 16 && p.compute == DType::f32 && !p.rows && o.unroll == 0 && p.cache_lse < 0 &&
+        !p.pipelined && p.passes.size() == 1 && p.passes[0].writes.empty() && !p.passes[0].reductions.empty()) {
+        bool ok = true;
+        for (const Slot& s : p.slots) ok = ok && (s.output || !s.vector || s.dtype == DType::bf16);
+        for (int r : p.passes[0].reductions) {
+            const Node& n = p.g[r];
+            ok = ok && reads_row_elements_only(p, n.a) && (n.b < 0 || reads_row_elements_only(p, n.b));
+        }
+        if (ok) {
+            p.bf16_pairs = true;
+            p.unroll = 2;
+            const std::size_t pair_step = static_cast<std::size_t>(2 * p.vector_width);
+            p.block = std::max(pair_step, p.block / pair_step * pair_step);
+            p.sum_block = pair_step * Plan::sum_terms;
+        }
+    }
     // A batch whose row arrays (read and written) outgrow the L3 leaves its gradient in memory,
     // not in the cache, for its reader: stored with streaming stores it skips the read of each
     // line a store first makes (RFO), a third of the traffic. Measured fwd+bwd 512x32000: f32
@@ -445,7 +466,7 @@ std::string to_string(const Plan& p) {
     os << "row program: " << p.passes.size() << (p.passes.size() == 1 ? " pass" : " passes") << " over a row of K = "
        << (p.K ? std::to_string(p.K) : std::string("(generic)")) << ", " << to_string(p.compute) << " math, ";
     if (p.rows) os << p.vector_width << " rows at once (lanes across rows: rows transposed in registers, lane-wise reductions)\n";
-    else os << p.vector_width << " lanes x unroll " << p.unroll << "\n";
+    else os << p.vector_width << " lanes x unroll " << p.unroll << (p.bf16_pairs ? " (bf16 pairs: a vector of the even elements and one of the odd)" : "") << "\n";
     os << "arguments:";
     for (const Slot& s : p.slots)
         os << " " << (s.output ? "out " : "") << s.name << ":" << (s.vector ? "row " : "") << to_string(s.dtype);
