@@ -204,6 +204,17 @@ public:
         return s;
     }
 
+    // x rounded to bf16, to nearest even (a NaN quieted), as an i32 whose low 16 bits hold it
+    Value* bf16_bits(Value* x) {
+        Type* f32 = with_lanes(Type::getFloatTy(C), x);
+        if (x->getType() != f32) x = B.CreateFPTrunc(x, f32);
+        Type* i32 = with_lanes(I32, x);
+        Value* bits = B.CreateBitCast(x, i32);
+        Value* lsb = B.CreateAnd(B.CreateLShr(bits, 16), ConstantInt::get(i32, 1));
+        Value* rounded = B.CreateLShr(B.CreateAdd(B.CreateAdd(bits, ConstantInt::get(i32, 0x7fff)), lsb), 16);
+        Value* quiet = B.CreateOr(B.CreateLShr(bits, 16), ConstantInt::get(i32, 0x40));
+        return B.CreateSelect(B.CreateFCmpUNO(x, x), quiet, rounded);
+    }
     // storage -> compute type
     Value* to_compute(Value* x, DType d) {
         if (d == DType::bf16) {
@@ -219,17 +230,7 @@ public:
     }
     // compute type -> storage, rounding to nearest even for bf16
     Value* to_storage(Value* x, DType d) {
-        if (d == DType::bf16) {
-            Type* f32 = with_lanes(Type::getFloatTy(C), x);
-            if (x->getType() != f32) x = B.CreateFPTrunc(x, f32);
-            Type* i32 = with_lanes(I32, x);
-            Value* bits = B.CreateBitCast(x, i32);
-            Value* lsb = B.CreateAnd(B.CreateLShr(bits, 16), ConstantInt::get(i32, 1));
-            Value* rounded = B.CreateLShr(B.CreateAdd(B.CreateAdd(bits, ConstantInt::get(i32, 0x7fff)), lsb), 16);
-            Value* quiet = B.CreateOr(B.CreateLShr(bits, 16), ConstantInt::get(i32, 0x40));
-            Value* r = B.CreateSelect(B.CreateFCmpUNO(x, x), quiet, rounded);
-            return B.CreateTrunc(r, with_lanes(Type::getInt16Ty(C), x));
-        }
+        if (d == DType::bf16) return B.CreateTrunc(bf16_bits(x), with_lanes(Type::getInt16Ty(C), x));
         Type* want = with_lanes(storage(d), x);
         if (x->getType() == want) return x;
         return want->getScalarType()->isDoubleTy() ? B.CreateFPExt(x, want) : B.CreateFPTrunc(x, want);
@@ -345,7 +346,9 @@ public:
         return B.CreateSelect(B.CreateOr(za, zb), z, r);
     }
 
-    void emit_loop(Value* begin, Value* end, const std::function<void(Value*, Value*, int)>& body, int copies = 0);
+    // pairs: a body whose lanes contexts take Em::loop_pair (a pass's loops), in bf16 pairs
+    // where the plan has them
+    void emit_loop(Value* begin, Value* end, const std::function<void(Value*, Value*, int)>& body, int copies = 0, bool pairs = false);
     void new_stage();
     // max_ahead: the pass whose logsumexps' maxes come from, and go to, the neighbouring rows
     void emit_pass(const Pass& ps, bool last, bool max_ahead = false);
@@ -493,10 +496,29 @@ public:
     // just streamed out waited for it to come back from memory, 250-350 ns a row (fwd+bwd
     // 16384x512: 4.4 GB/s against 19.6 with no streaming stores at all).
     Value* streams_but_label(Value* stream, Value* i, Value* y) {
-        Value* label_vector = B.CreateAnd(y, ConstantInt::get(I64, ~static_cast<std::uint64_t>(VW - 1)));
+        Value* label_vector = B.CreateAnd(y, ConstantInt::get(I64, ~static_cast<std::uint64_t>(store_width() - 1)));
         return B.CreateLogicalAnd(stream, B.CreateICmpNE(i, label_vector));
     }
     Value* row_streams(std::size_t slot);  // i1: this row's full vectors of the output stream (null: never)
+    // Elements a full-vector store of an output writes: VW, or 2 VW for bf16 pairs (a pair's
+    // two vectors rejoined)
+    int store_width() const { return P.bf16_pairs ? 2 * VW : VW; }
+    // Where the kept exp of element i (i64) or of a lanes context's first element sits in the
+    // scratch row: there, bf16 pairs (Plan::bf16_pairs) keep each 2 VW elements as their even
+    // ones, then their odd ones, which the loops' pair copies store and load as vectors; the
+    // elements past the last whole pair of the row (the masked tail) stay in order.
+    Value* scratch_index(Value* i) {
+        if (!P.bf16_pairs) return i;
+        const auto g = static_cast<std::uint64_t>(2 * VW);
+        Value* paired = B.CreateICmpULT(i, B.CreateAnd(K, ConstantInt::get(I64, ~(g - 1))));
+        Value* at = B.CreateOr(B.CreateAnd(i, ConstantInt::get(I64, ~(g - 1))),
+                               B.CreateOr(B.CreateMul(B.CreateAnd(i, ConstantInt::get(I64, 1)), ConstantInt::get(I64, VW)),
+                                          B.CreateLShr(B.CreateAnd(i, ConstantInt::get(I64, g - 1)), ConstantInt::get(I64, 1))));
+        return B.CreateSelect(paired, at, i);
+    }
+    Value* scratch_index(const Ctx& c) {
+        return c.pair < 0 ? c.index : B.CreateAdd(c.index, ConstantInt::get(I64, static_cast<std::uint64_t>(c.pair * VW)));
+    }
     // The scratch row's kept exps at [i, i + VW), masked (mask non-null) or not.
     Value* scratch_vector(Value* i, Value* mask) {
         Value* p = B.CreateGEP(F, scratch, i);

@@ -3,7 +3,7 @@
 
 namespace lossjit::jit::codegen_detail {
 
-void Em::emit_loop(Value* begin, Value* end, const std::function<void(Value*, Value*, int)>& body, int copies) {
+void Em::emit_loop(Value* begin, Value* end, const std::function<void(Value*, Value*, int)>& body, int copies, bool pairs) {
     const int U = copies > 0 ? copies : P.unroll;
     AllocaInst* iv = alloca(I64);
     B.CreateStore(begin, iv);
@@ -25,6 +25,7 @@ void Em::emit_loop(Value* begin, Value* end, const std::function<void(Value*, Va
         return;
     }
     auto counted = [&](int step, int copies, const char* name) {
+        const bool paired = pairs && P.bf16_pairs && copies % 2 == 0;
         BasicBlock* cond = BasicBlock::Create(C, std::string(name) + ".cond", fn);
         BasicBlock* bodyb = BasicBlock::Create(C, std::string(name) + ".body", fn);
         BasicBlock* exit = BasicBlock::Create(C, std::string(name) + ".exit", fn);
@@ -35,10 +36,9 @@ void Em::emit_loop(Value* begin, Value* end, const std::function<void(Value*, Va
         B.SetInsertPoint(bodyb);
         // bf16 pairs: copies 2m and 2m + 1 take the even and the odd elements of the 2 VW at
         // i + 2m VW, which the two copies in order would have taken
-        const bool pairs = P.bf16_pairs && copies % 2 == 0;
         for (int u = 0; u < copies; ++u) {
-            loop_pair = pairs ? u % 2 : -1;
-            body(B.CreateAdd(i, ConstantInt::get(I64, (pairs ? u - u % 2 : u) * VW)), nullptr, u);
+            loop_pair = paired ? u % 2 : -1;
+            body(B.CreateAdd(i, ConstantInt::get(I64, (paired ? u - u % 2 : u) * VW)), nullptr, u);
         }
         loop_pair = -1;
         B.CreateStore(B.CreateAdd(i, ConstantInt::get(I64, step)), iv);

@@ -58,8 +58,8 @@ bool cached_softmax(Em& e, int i, const Ctx& c) {
 // The kept exps exp(x - block max) of context c.
 Value* kept_exp(Em& e, Ctx& c) {
     if (e.rows) return e.rows_staged(e.rows_exp, c.index);
-    if (c.mode == Ctx::gather) return e.B.CreateAlignedLoad(e.F, e.B.CreateGEP(e.F, e.scratch, c.index), Align(e.P.compute == DType::f64 ? 8 : 4));
-    return e.scratch_vector(c.index, c.mask);
+    if (c.mode == Ctx::gather) return e.B.CreateAlignedLoad(e.F, e.B.CreateGEP(e.F, e.scratch, e.scratch_index(c.index)), Align(e.P.compute == DType::f64 ? 8 : 4));
+    return e.scratch_vector(e.scratch_index(c), c.mask);
 }
 // The cached softmax's factor and top (Em::cache_top) in context c.
 Value* cache_factor(Em& e, const Ctx& c) { return c.mode == Ctx::gather ? e.row_factor : e.cache_factor; }

@@ -109,6 +109,7 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
         Value* m = max_fast(acc, x);
         B.CreateStore(mask ? B.CreateSelect(mask, m, acc) : m, A);
     };
+    std::vector<Value*> pair_even(ps.writes.size(), nullptr);  // bf16 pairs: a write's even elements
     auto main_body = [&](Value* i, Value* mask, int u) {
         if (pending_factor) pending_vector(i, mask);  // reads the kept exps before this row's replace them
         Ctx c = lanes_ctx(i, mask);
@@ -156,7 +157,7 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
                     const ExpTerm e = kept ? ExpTerm{exp_nonpositive(B.CreateFSub(x, bm)), nullptr} : exp_summand(B.CreateFSub(x, bm));
                     lse_accumulate(x, bm, e, mask, Sa, r.c[static_cast<std::size_t>(u)]);
                     if (kept) {
-                        Value* p = B.CreateGEP(F, scratch, i);
+                        Value* p = B.CreateGEP(F, scratch, scratch_index(c));
                         if (mask) B.CreateMaskedStore(e.scale, p, Align(P.compute == DType::f64 ? 8 : 4), mask);
                         else B.CreateAlignedStore(e.scale, p, Align(P.compute == DType::f64 ? 8 : 4));
                     }
@@ -187,11 +188,22 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
                 if (r.two_pass) take_max(r.next[static_cast<std::size_t>(u)], V(P.g[r.node].a, cn), mask);
             std::swap(row_base, next_base);
         }
-        for (int w : ps.writes) {
+        for (std::size_t k = 0; k < ps.writes.size(); ++k) {
+            const int w = ps.writes[k];
             const std::size_t slot = P.output_slot(w);
             Value* v = B.CreateFMul(V(P.g.outputs()[static_cast<std::size_t>(w)].root, c), scale[slot]);
             const DType d = P.slots[slot].dtype;
-            Value* st = to_storage(v, d);
+            Value* st = nullptr;
+            if (c.pair == 0) {  // bf16 pairs: the even elements wait for the odd ones
+                pair_even[k] = bf16_bits(v);
+                continue;
+            }
+            if (c.pair == 1) {
+                Value* both = B.CreateOr(pair_even[k], B.CreateShl(bf16_bits(v), 16));
+                st = B.CreateBitCast(both, FixedVectorType::get(storage(d), static_cast<unsigned>(2 * VW)));
+            } else {
+                st = to_storage(v, d);
+            }
             Value* stream = stream_row;
             for (const LabelElement& a : at_labels)
                 if (stream) stream = streams_but_label(stream, i, a.y);
@@ -267,7 +279,7 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
 
     // The main loop over [c0, ce), its lane sums then added into the block's or the row's.
     auto summed_loop = [&](Value* c0, Value* ce) {
-        emit_loop(c0, ce, main_body);
+        emit_loop(c0, ce, main_body, 0, true);
         flush_block_sums();
     };
     // The main loop over a block of the two-pass and cached loops: in pieces of P.sum_block
@@ -298,7 +310,7 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
     } else if (!any_two && !cascaded.empty()) {
         for_each_block(summed_loop, P.sum_block);
     } else if (!any_two) {
-        emit_loop(ConstantInt::get(I64, 0), K, main_body);
+        emit_loop(ConstantInt::get(I64, 0), K, main_body, 0, true);
     } else {
         for (Red& r : reds)
             if (r.two_pass) {
@@ -322,7 +334,7 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
                     Ctx c = lanes_ctx(i, mask);
                     for (Red& r : reds)
                         if (r.two_pass) take_max(r.a[static_cast<std::size_t>(u)], V(P.g[r.node].a, c), mask);
-                }, UM);
+                }, UM, true);
             };
             if (max_ahead) {  // the lanes' maxes the previous row's exp loop took, if it ran
                 BasicBlock* carried = BasicBlock::Create(C, "max.carried", fn);
@@ -545,7 +557,7 @@ void Em::store_label_element(const LabelElement& a, Value* row) {
 // vector width (Plan::stream_min_bytes), every full vector of the row is aligned. Null: never.
 Value* Em::row_streams(std::size_t slot) {
     if (!P.stream_min_bytes) return nullptr;
-    const auto vbytes = static_cast<std::int64_t>(VW) * static_cast<std::int64_t>(size_of(P.slots[slot].dtype));
+    const auto vbytes = static_cast<std::int64_t>(store_width()) * static_cast<std::int64_t>(size_of(P.slots[slot].dtype));
     Value* addr = B.CreatePtrToInt(row_base[slot], I64);
     return B.CreateAnd(stream_call, B.CreateICmpEQ(B.CreateAnd(addr, ConstantInt::get(I64, vbytes - 1)), ConstantInt::get(I64, 0)));
 }
@@ -559,7 +571,8 @@ void Em::store_output(Value* st, Value* p, DType d, Value* mask, Value* stream) 
         BasicBlock* done = BasicBlock::Create(C, "store.done", fn);
         B.CreateCondBr(stream, nt_bb, plain_bb);
         B.SetInsertPoint(nt_bb);
-        StoreInst* nt = B.CreateAlignedStore(st, p, Align(static_cast<std::uint64_t>(VW) * size_of(d)));
+        const auto lanes = cast<FixedVectorType>(st->getType())->getNumElements();
+        StoreInst* nt = B.CreateAlignedStore(st, p, Align(static_cast<std::uint64_t>(lanes) * size_of(d)));
         nt->setMetadata(LLVMContext::MD_nontemporal, MDNode::get(C, {ConstantAsMetadata::get(B.getInt32(1))}));
         B.CreateBr(done);
         B.SetInsertPoint(plain_bb);

@@ -380,18 +380,19 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
         for (int r : p.passes[0].reductions) p.batched_tail = p.batched_tail || p.g[r].op == Op::logsumexp;
     }
     // bf16 pairs (Plan::bf16_pairs): the widening of bf16 to fp32 was a vpmovzxwd (a shuffle)
-    // and a shift a vector, twice in the exp loop with the max ahead, whose FP pipes it shares
-    // (fwd 4x32000 in cache 17 GB/s against fp32's 26). LOSSJIT_BF16_PAIRS=0 turns it off (for
-    // comparisons).
+    // and a shift a vector, twice in the exp loop with the max ahead, and the narrowing of the
+    // gradient a vpmovdw, on the FP pipes the loops' arithmetic needs (fwd 4x32000 in cache 17
+    // GB/s against fp32's 26). LOSSJIT_BF16_PAIRS=0 turns it off (for comparisons).
     static const bool bf16_pairs = !turned_off("LOSSJIT_BF16_PAIRS");
-    if (bf16_pairs && t.avx512 && p.vector_width == 16 && p.compute == DType::f32 && !p.rows && o.unroll == 0 && p.cache_lse < 0 &&
-        !p.pipelined && p.passes.size() == 1 && p.passes[0].writes.empty() && !p.passes[0].reductions.empty()) {
+    if (bf16_pairs && t.avx512 && p.vector_width == 16 && p.compute == DType::f32 && !p.rows && o.unroll == 0 && !p.pipelined &&
+        !p.passes.empty()) {
         bool ok = true;
-        for (const Slot& s : p.slots) ok = ok && (s.output || !s.vector || s.dtype == DType::bf16);
-        for (int r : p.passes[0].reductions) {
-            const Node& n = p.g[r];
-            ok = ok && reads_row_elements_only(p, n.a) && (n.b < 0 || reads_row_elements_only(p, n.b));
-        }
+        for (const Slot& s : p.slots) ok = ok && (!s.vector || s.dtype == DType::bf16);
+        for (const Pass& ps : p.passes)
+            for (int r : ps.reductions) {
+                const Node& n = p.g[r];
+                ok = ok && reads_row_elements_only(p, n.a) && (n.b < 0 || reads_row_elements_only(p, n.b));
+            }
         if (ok) {
             p.bf16_pairs = true;
             p.unroll = 2;

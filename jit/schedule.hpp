@@ -110,11 +110,14 @@ struct Plan {
     // for the batch (codegen_row.cpp). Each row's log1p was a chain of some 40 scalar
     // operations whose wait held the next row's exp loop back.
     bool batched_tail = false;
-    // Row by row, a loss alone whose vector inputs are all bf16, AVX-512, fp32 math: the loops'
-    // copies go in pairs over 2 VW elements, one 512-bit load of 2 VW bf16, the even elements in
-    // one vector (a shift) and the odd in the other (a mask), with no widening shuffle; its
-    // reductions do not depend on their elements' order (no onehot), and the masked tail takes
-    // the elements in order (codegen_loops.cpp, Em::load_lanes). Unroll 2.
+    // Row by row, AVX-512, fp32 math, every vector input and output bf16: the loops' copies go
+    // in pairs over 2 VW elements, one 512-bit load of 2 VW bf16, the even elements in one
+    // vector (a shift) and the odd in the other (a mask), with no widening shuffle; a write
+    // rejoins the two (a shift and an or) into one store (codegen_row_pass.cpp), the kept exps
+    // sit in the scratch row in the pairs' order (Em::scratch_index), onehot takes a pair's
+    // columns (Em::lane_indices), and the reductions do not depend on their elements' order
+    // (no onehot in them). The masked tail takes its elements in order (codegen_loops.cpp,
+    // Em::load_lanes). Unroll 2.
     bool bf16_pairs = false;
     // Elements (of the compute type) of the per-thread scratch row for rows of K: the cached
     // exp values, then one block max per block. 0 when the kernel needs none.
