@@ -388,7 +388,7 @@ public:
     // all): added to `sum` where x is below the max; the elements at the max are not summed but
     // counted (a 1 in the sum would round the others away), as the elements the loop ran over
     // less those below it, which `count` counts with the sum's own compare. The sum is written
-    // select(lanes, sum + e, sum): one masked add on AVX-512. An i64 `count` counts them in a
+    // select(lanes, sum + e, sum): one masked add (or fma) on AVX-512. An i64 `count` counts them in a
     // popcount of the compare mask on the integer units, the FP units being the row kernel's
     // limit (a popcount of the elements at the max became a knotw, 9% of the loop on Zen 5); a
     // vector one per lane (across rows, where lanes are rows) with a masked add of 1 (a second

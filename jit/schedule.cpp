@@ -257,27 +257,32 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
     p.opt_level = std::clamp(o.opt_level, 0, 3);
     const int elem = p.compute == DType::f64 ? 8 : 4;
     p.vector_width = std::max(2, t.vector_bits / (8 * elem));
-    // One vector per iteration: unroll 2 ran at the same speed (ce_probe, fwd and fwd+bwd, fp32
-    // and bf16, specialized and generic K, Zen 5: out-of-order execution overlaps the iterations)
-    // and cost more instructions in compile() (callgrind, AVX-512 code: K = 32000 159 M against
-    // 134 M, K = 1000 120 M against 103 M).
-    p.unroll = o.unroll > 0 ? std::min(o.unroll, 8) : 1;
     p.masked_loop = false;  // measured 2.5x slower on Zen 5 (masked stores): off
     std::size_t in_bytes = 0;  // bytes read per element of the row
     for (const Slot& s : p.slots)
         if (!s.output && s.vector) in_bytes += size_of(s.dtype);
     in_bytes = std::max<std::size_t>(in_bytes, 2);
-    const std::size_t step = static_cast<std::size_t>(p.vector_width * p.unroll);
     // Two-pass blocks in L2: the max loop streams a block from memory, the exp loop reads it again
     // from L2 while prefetching the next. Measured on Zen 5 at K = 32000, fwd: 32-34 GB/s against
     // 30 with blocks of half L1, and 21 for the online logsumexp (its rescaling doubles the exps
     // where the max moves, and its running max is a dependency chain).
     p.block = o.block > 0 ? o.block : t.l2_bytes / 8 / in_bytes;
-    p.block = std::max(step, p.block / step * step);
+    // The unroll sets the loops' step (VW x unroll), of which the block and the pieces of the
+    // lane sums are multiples (bf16 pairs, below, unroll by 2).
+    auto set_unroll = [&](int unroll) {
+        p.unroll = unroll;
+        const std::size_t step = static_cast<std::size_t>(p.vector_width * p.unroll);
+        p.block = std::max(step, p.block / step * step);
+        p.sum_block = step * Plan::sum_terms;
+    };
+    // One vector per iteration: unroll 2 ran at the same speed (ce_probe, fwd and fwd+bwd, fp32
+    // and bf16, specialized and generic K, Zen 5: out-of-order execution overlaps the iterations)
+    // and cost more instructions in compile() (callgrind, AVX-512 code: K = 32000 159 M against
+    // 134 M, K = 1000 120 M against 103 M).
+    set_unroll(o.unroll > 0 ? std::min(o.unroll, 8) : 1);
     // 16 KB ahead: a 4 KB row (K = 1000) prefetched only one row ahead leaves the next row's
     // max loop waiting on memory (21 GB/s fwd; 28-29 with 12-24 KB, measured).
     p.prefetch_min = 16 * 1024 / in_bytes;
-    p.sum_block = step * Plan::sum_terms;
     switch (o.lse) {
     case CompileOptions::Lse::online: p.lse = LseMode::online; break;
     case CompileOptions::Lse::two_pass: p.lse = LseMode::two_pass; break;
@@ -395,10 +400,7 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
             }
         if (ok) {
             p.bf16_pairs = true;
-            p.unroll = 2;
-            const std::size_t pair_step = static_cast<std::size_t>(2 * p.vector_width);
-            p.block = std::max(pair_step, p.block / pair_step * pair_step);
-            p.sum_block = pair_step * Plan::sum_terms;
+            set_unroll(2);
         }
     }
     // A batch whose row arrays (read and written) outgrow the L3 leaves its gradient in memory,
