@@ -147,7 +147,11 @@ Target detect() {
 //   2  the kernel pipeline (default): cleanup, common subexpressions, loop rotation and hoisting
 //      of loop invariants, redundancy elimination (no aggressive dead code elimination and no
 //      MemorySSA for EarlyCSE: the same assembly for K = 10, 1000, 32000 and generic K, fwd,
-//      fwd+bwd and bf16, 0.4-0.6 M fewer compile() instructions);
+//      fwd+bwd and bf16, 0.4-0.6 M fewer compile() instructions). InstCombine runs once, before
+//      the loop passes: a second run after GVN found nothing that changed the vector code (the
+//      assembly of K = 10, 1000, 32000 and generic K, fwd, fwd+bwd and bf16 differs only in
+//      scalar moves, loop control and zeroing idioms) and cost 6.8 M of the K = 10 loss
+//      kernel's 100 M compile() instructions;
 //   3  LLVM's O3 (with the vectorizers and the unroller off).
 // The emitter hands over IR that is already vectorized, unrolled, with masked tails, and with no
 // loop a known K rules out, so the kernel pipeline ends in the same vector arithmetic as O3
@@ -187,7 +191,6 @@ void optimize(Module& m, TargetMachine* tm, int level) {
         lpm.addPass(LICMPass(LICMOptions()));
         fpm.addPass(createFunctionToLoopPassAdaptor(std::move(lpm), /*UseMemorySSA=*/true));
         fpm.addPass(GVNPass());
-        fpm.addPass(InstCombinePass());
         fpm.addPass(SimplifyCFGPass());
     }
     ModulePassManager mpm;
@@ -222,12 +225,16 @@ TargetMachine& thread_tm() {
 //   same speed for 65536x10 fwd, fwd+bwd and bf16, 65536x16, 32768x32), and it cost 8.6 M of
 //   the K = 10 kernel's 132 M. The row kernels keep it: without it bf16 fwd lost 2-5%
 //   (8192x1000, 512x32000).
+// - The machine instruction scheduler (before register allocation): the same speed without it
+//   on a Zen 4 (ce_probe, both builds at once: K = 10 fwd, fwd+bwd and bf16, 32768x32, K = 1000
+//   fwd, fwd+bwd, bf16 and generic, 32x4096, K = 32000 fwd and fwd+bwd), and it cost 5.8 M of
+//   the K = 10 loss kernel's 100 M compile() instructions (8.5 M of generic K's 120 M).
 class KernelCodegenPasses final : public legacy::PassManager {
 public:
     KernelCodegenPasses(int opt_level, bool across_rows) : all_(opt_level >= 3), across_rows_(across_rows) {}
     void add(llvm::Pass* p) override {
         const StringRef name = p->getPassName();
-        const bool drop = name == "Loop Strength Reduction" || name == "Canonicalize Freeze Instructions in Loops" ||
+        const bool drop = name == "Loop Strength Reduction" || name == "Canonicalize Freeze Instructions in Loops" || name == "Machine Instruction Scheduler" ||
                           (across_rows_ && name == "Post RA top-down list latency scheduler");
         if (drop && !all_) {
             delete p;  // the pass manager's own contract: add() may delete the pass it is given
