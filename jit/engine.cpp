@@ -125,15 +125,17 @@ Target detect() {
         t.vector_bits = feat("avx512f") ? 512 : feat("avx") ? 256 : 128;
         t.masked_memory = feat("avx");
         t.avx512 = feat("avx512f");
+        t.bf16_convert = t.avx512 && feat("avx512bf16");
     } else {
         t.vector_bits = has("avx512f") ? 512 : has("avx") ? 256 : 128;
         t.masked_memory = has("avx");
         t.avx512 = has("avx512f");
+        t.bf16_convert = t.avx512 && has("avx512bf16");
     }
     if (const char* vb = std::getenv("LOSSJIT_VECTOR_BITS"); vb && *vb) {
         const int b = std::atoi(vb);
         if (b == 128 || b == 256 || b == 512) t.vector_bits = std::min(t.vector_bits, b);
-        if (t.vector_bits < 512) t.avx512 = false;
+        if (t.vector_bits < 512) t.avx512 = t.bf16_convert = false;
     }
     const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
     t.l3_bytes = l3_shared_bytes();
@@ -225,17 +227,18 @@ TargetMachine& thread_tm() {
 //   same speed for 65536x10 fwd, fwd+bwd and bf16, 65536x16, 32768x32), and it cost 8.6 M of
 //   the K = 10 kernel's 132 M. The row kernels keep it: without it bf16 fwd lost 2-5%
 //   (8192x1000, 512x32000).
-// - The machine instruction scheduler (before register allocation): the same speed without it
-//   on a Zen 4 (ce_probe, both builds at once: K = 10 fwd, fwd+bwd and bf16, 32768x32, K = 1000
-//   fwd, fwd+bwd, bf16 and generic, 32x4096, K = 32000 fwd and fwd+bwd), and it cost 5.8 M of
-//   the K = 10 loss kernel's 100 M compile() instructions (8.5 M of generic K's 120 M).
+// - The machine instruction scheduler (before register allocation), in the row kernels only:
+//   the same speed without it on a Zen 4 (ce_probe, both builds at once, in cache: K = 1000
+//   fwd, fwd+bwd, bf16 and generic, 32x4096, K = 32000 fwd and fwd+bwd), and it cost 8.5 M of
+//   generic K's 120 M compile() instructions. The across-rows kernel keeps it: without it
+//   8192x10 fwd+bwd lost 4% (5.75 -> 5.50 GB/s), as it did on Zen 5 in session 8.
 class KernelCodegenPasses final : public legacy::PassManager {
 public:
     KernelCodegenPasses(int opt_level, bool across_rows) : all_(opt_level >= 3), across_rows_(across_rows) {}
     void add(llvm::Pass* p) override {
         const StringRef name = p->getPassName();
-        const bool drop = name == "Loop Strength Reduction" || name == "Canonicalize Freeze Instructions in Loops" || name == "Machine Instruction Scheduler" ||
-                          (across_rows_ && name == "Post RA top-down list latency scheduler");
+        const bool drop = name == "Loop Strength Reduction" || name == "Canonicalize Freeze Instructions in Loops" ||
+                          (across_rows_ ? name == "Post RA top-down list latency scheduler" : name == "Machine Instruction Scheduler");
         if (drop && !all_) {
             delete p;  // the pass manager's own contract: add() may delete the pass it is given
             return;
@@ -363,7 +366,7 @@ const Target& host() {
 std::string cache_key(const Plan& p) {
     std::ostringstream os;
     const Target& t = host();
-    os << "lossjit kernel v14; llvm " << LLVM_VERSION_STRING << "; cpu " << t.cpu << "; features " << t.features << "; bits "
+    os << "lossjit kernel v15; llvm " << LLVM_VERSION_STRING << "; cpu " << t.cpu << "; features " << t.features << "; bits "
        << t.vector_bits << "\n";
     os << to_string(p) << graph_text(p.g);
     os << "K " << p.K << " block " << p.block << " lse " << static_cast<int>(p.lse) << " opt " << p.opt_level << " unroll " << p.unroll
