@@ -195,12 +195,11 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
             const DType d = P.slots[slot].dtype;
             Value* st = nullptr;
             if (c.pair == 0) {  // bf16 pairs: the even elements wait for the odd ones
-                pair_even[k] = bf16_bits(v);
+                pair_even[k] = v;
                 continue;
             }
             if (c.pair == 1) {
-                Value* both = B.CreateOr(pair_even[k], B.CreateShl(bf16_bits(v), 16));
-                st = B.CreateBitCast(both, FixedVectorType::get(storage(d), static_cast<unsigned>(2 * VW)));
+                st = bf16_pair(pair_even[k], v);
             } else {
                 st = to_storage(v, d);
             }

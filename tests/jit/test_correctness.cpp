@@ -4,7 +4,9 @@
 // fp64 and bf16, both logsumexp strategies and blocked rows.
 #include "common.hpp"
 
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <random>
 #include "jit/schedule.hpp"
 
@@ -13,6 +15,16 @@ using namespace lossjit;
 namespace {
 const std::size_t Ks[] = {1, 3, 16, 17, 1000, 32005};
 std::size_t rows_for(std::size_t K) { return K >= 32005 ? 3 : K >= 1000 ? 9 : 37; }
+// Whether kernels compiled here may use AVX512-BF16: the host has it and LOSSJIT_CPU does not
+// name another CPU (the tests' other code paths name CPUs without it).
+bool host_cpu_has_bf16() {
+    if (const char* cpu = std::getenv("LOSSJIT_CPU"); cpu && *cpu) return false;
+    std::ifstream info("/proc/cpuinfo");
+    std::string word;
+    while (info >> word)
+        if (word == "avx512_bf16") return true;
+    return false;
+}
 }  // namespace
 
 TEST_CASE("every op that can appear in a Graph has an emitter") {
@@ -620,6 +632,66 @@ TEST_CASE("bf16 pairs: losses and gradients over bf16 rows in even and odd lanes
     INFO("kernels of 16 fp32 lanes: " << wide << ", in bf16 pairs: " << paired);
     if (wide > 0) CHECK(paired >= 2 * 8 * 5 * 3);  // most cases, with and without their gradients
     else CHECK(paired == 0);
+}
+
+// bf16 outputs round to nearest even (ties to the even neighbour), keep infinities and NaNs,
+// overflow to infinity and keep fp32 subnormals as bf16's, whether the rounding is done in
+// integer ops or by AVX512-BF16's vcvtne(2)ps2bf16 (which reads subnormals as 0: vectors holding
+// one take the integer ops). Element-wise sums of bf16 rows in every column of row kernels (in
+// bf16 pairs, in their masked tail) and of rows across lanes (short rows); a block of rows
+// without subnormals first, then one with.
+TEST_CASE("bf16 stores: nearest even, infinities, NaNs, overflow and subnormals") {
+    Graph g;
+    const int u = g.input("u", InputKind::logits), v = g.input("v", InputKind::logits);
+    g.add_output("out", g.apply(Op::add, u, v));
+    auto b = [](std::uint16_t bits) { return bf16{bits}; };
+    const float sub = std::ldexp(1.0f, -127);  // 2^-125 - 1.5 2^-126, an fp32 subnormal
+    struct Sum {
+        bf16 u, v;
+        float want_integer;  // from the integer rounding
+    };
+    const std::vector<Sum> sums{
+        {bf16::from_float(1), bf16::from_float(std::ldexp(1.0f, -8)), 1},                                       // tie: to even 1
+        {bf16::from_float(1 + std::ldexp(1.0f, -7)), bf16::from_float(std::ldexp(1.0f, -8)), 1 + std::ldexp(1.0f, -6)},  // tie: up to even
+        {bf16::from_float(1), bf16::from_float(std::ldexp(1.5f, -8)), 1 + std::ldexp(1.0f, -7)},                // above the tie: up
+        {b(0x7f7f), b(0x7f7f), INFINITY},                                                                        // overflow
+        {b(0xff80), bf16::from_float(1), -INFINITY},
+        {b(0x7fc0), bf16::from_float(1), NAN},
+        {b(0x0100), b(0x80c0), sub},  // 2^-125 - 1.5 2^-126 = 2^-127
+        {b(0x8100), b(0x00c0), -sub},
+    };
+    for (std::size_t K : {5, 64, 67, 1000}) {
+        CompileOptions o;
+        o.dtype = DType::bf16;
+        o.row_length = K;
+        const Kernel k = compile(g, o);
+        const std::string as = k.assembly();
+        const bool by_instruction = as.find("vcvtneps2bf16") != std::string::npos || as.find("vcvtne2ps2bf16") != std::string::npos;
+        const std::size_t N = 40;
+        auto sum_at = [&](std::size_t i) -> const Sum& {  // every case in every column; no subnormal in the first rows
+            const std::size_t n = i < N / 2 * K ? sums.size() - 2 : sums.size();
+            return sums[(i * 7 + i / K) % n];
+        };
+        std::vector<bf16> xu(N * K), xv(N * K), out(N * K, b(0x1234));
+        for (std::size_t i = 0; i < N * K; ++i) {
+            xu[i] = sum_at(i).u;
+            xv[i] = sum_at(i).v;
+        }
+        Batch batch;
+        batch.bind("u", matrix(xu.data(), N, K)).bind("v", matrix(xv.data(), N, K)).bind("out", matrix(out.data(), N, K));
+        k.run(batch);
+        INFO("K = " << K << ", vcvtne(2)ps2bf16 in the kernel: " << by_instruction);
+        if (K >= 64) CHECK(by_instruction == (host_cpu_has_bf16() && k.schedule().find("16 lanes") != std::string::npos));
+        for (std::size_t i = 0; i < N * K; ++i) {
+            const Sum& c = sum_at(i);
+            const float got = out[i].to_float();
+            const float want = c.want_integer;
+            INFO("K = " << K << ", element " << i << ": " << c.u.to_float() << " + " << c.v.to_float() << " stored as " << got << " (bits 0x"
+                        << std::hex << out[i].bits << std::dec << ")");
+            if (std::isnan(want)) CHECK(std::isnan(got));
+            else CHECK((got == want && std::signbit(got) == std::signbit(want)));
+        }
+    }
 }
 
 TEST_CASE("the optimized IR calls no libm function") {
