@@ -125,12 +125,12 @@ Target detect() {
         t.vector_bits = feat("avx512f") ? 512 : feat("avx") ? 256 : 128;
         t.masked_memory = feat("avx");
         t.avx512 = feat("avx512f");
-        t.bf16_convert = t.avx512 && feat("avx512bf16");
+        t.bf16_convert = t.avx512 && feat("avx512bf16") && feat("avx512dq");
     } else {
         t.vector_bits = has("avx512f") ? 512 : has("avx") ? 256 : 128;
         t.masked_memory = has("avx");
         t.avx512 = has("avx512f");
-        t.bf16_convert = t.avx512 && has("avx512bf16");
+        t.bf16_convert = t.avx512 && has("avx512bf16") && has("avx512dq");
     }
     if (const char* vb = std::getenv("LOSSJIT_VECTOR_BITS"); vb && *vb) {
         const int b = std::atoi(vb);

@@ -27,7 +27,7 @@ struct Target {
     int vector_bits = 128;
     bool masked_memory = false;  // masked loads/stores in the ISA (AVX-512, AVX for 32/64-bit)
     bool avx512 = false;         // AVX-512F (vscalefps in exp)
-    bool bf16_convert = false;   // AVX512-BF16 with AVX-512: fp32 -> bf16 in one instruction
+    bool bf16_convert = false;   // AVX512-BF16 and -DQ: fp32 -> bf16 in one instruction
     std::size_t l2_bytes = 512 * 1024;  // sizes two-pass blocks
     std::size_t l3_bytes = 0;           // 0: unknown (no streaming stores)
 };
