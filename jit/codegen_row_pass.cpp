@@ -193,16 +193,11 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
             const std::size_t slot = P.output_slot(w);
             Value* v = B.CreateFMul(V(P.g.outputs()[static_cast<std::size_t>(w)].root, c), scale[slot]);
             const DType d = P.slots[slot].dtype;
-            Value* st = nullptr;
             if (c.pair == 0) {  // bf16 pairs: the even elements wait for the odd ones
                 pair_even[k] = v;
                 continue;
             }
-            if (c.pair == 1) {
-                st = bf16_pair(pair_even[k], v);
-            } else {
-                st = to_storage(v, d);
-            }
+            Value* st = c.pair == 1 ? bf16_pair(pair_even[k], v) : to_storage(v, d);
             Value* stream = stream_row;
             for (const LabelElement& a : at_labels)
                 if (stream) stream = streams_but_label(stream, i, a.y);

@@ -114,7 +114,7 @@ struct Plan {
     // Row by row, AVX-512, fp32 math, every vector input and output bf16: the loops' copies go
     // in pairs over 2 VW elements, one 512-bit load of 2 VW bf16, the even elements in one
     // vector (a shift) and the odd in the other (a mask), with no widening shuffle; a write
-    // rejoins the two (a shift and an or) into one store (codegen_row_pass.cpp), the kept exps
+    // rejoins the two into one store (Em::bf16_pair), the kept exps
     // sit in the scratch row in the pairs' order (Em::scratch_index), onehot takes a pair's
     // columns (Em::lane_indices), and the reductions do not depend on their elements' order
     // (no onehot in them). The masked tail takes its elements in order (codegen_loops.cpp,

@@ -27,6 +27,11 @@ bool host_cpu_has_bf16() {
 }
 }  // namespace
 
+// Plan::bf16_pairs: a kernel whose vector inputs and outputs are bf16 takes each 2 VW elements
+// as a vector of the even ones and one of the odd ones (AVX-512), its kept exps in that order
+// and its writes rejoined; its tail in order. Every case, with its gradients and as its loss
+// alone, generic and specialized K with and without a tail (and rows of one pair), against the
+// evaluator, with -inf masks and large logits.
 TEST_CASE("bf16 pairs: losses and gradients over bf16 rows in even and odd lanes") {
     std::size_t paired = 0, wide = 0;
     for (const auto& c : jt::cases()) {

@@ -591,11 +591,6 @@ TEST_CASE("the exp loop's prefetches fill the L2 and not the L1") {
     }
 }
 
-// Plan::bf16_pairs: a kernel whose vector inputs and outputs are bf16 takes each 2 VW elements
-// as a vector of the even ones and one of the odd ones (AVX-512), its kept exps in that order
-// and its writes rejoined; its tail in order. Every case, with its gradients and as its loss
-// alone, generic and specialized K with and without a tail (and rows of one pair), against the
-// evaluator, with -inf masks and large logits.
 TEST_CASE("the optimized IR calls no libm function") {
     for (const auto& c : jt::cases()) {
         CompileOptions o;
