@@ -172,8 +172,8 @@ public:
 
     bool dbl() const { return dbl_; }
     const TypeConsts& k() const { return *k_; }
-    // exp's results are only terms of a sum (emit_exp_summand): its reduction takes one fma
-    void for_summands() { summands_ = true; }
+    // x - n ln2 in one fma (emit_exp_summand, and fp32 emit_exp_nonpositive): vecmath.hpp
+    void reduce_in_one_fma() { one_fma_ = true; }
 
     // constants (splat for vectors)
     llvm::Value* c(double v) { return llvm::ConstantFP::get(ft_, v); }
@@ -242,9 +242,9 @@ public:
         return {ln2_lo_step(nf, r), nf, ni};
     }
 
-    // r - n ln2_lo, the reduction's second step; summands skip it (see emit_exp_summand).
+    // r - n ln2_lo, the reduction's second step, skipped by reduce_in_one_fma.
     llvm::Value* ln2_lo_step(llvm::Value* n, llvm::Value* r) {
-        return summands_ ? r : fma(n, c(-k_->exp_ln2_lo), r);
+        return one_fma_ ? r : fma(n, c(-k_->exp_ln2_lo), r);
     }
 
     // exp(x) for x already clamped to [exp_lo, exp_hi] (finite).
@@ -409,7 +409,7 @@ private:
     llvm::Type* ft_;
     llvm::Type* it_ = nullptr;
     bool dbl_ = false;
-    bool summands_ = false;
+    bool one_fma_ = false;
     const TypeConsts* k_ = nullptr;
 };
 
@@ -421,12 +421,13 @@ llvm::Value* emit_exp_nonpositive_avx512(llvm::IRBuilderBase& b, llvm::Value* x)
 
 llvm::Value* emit_exp_nonpositive(llvm::IRBuilderBase& b, llvm::Value* x, bool avx512) {
     Emitter e(b, x);
+    if (!e.dbl()) e.reduce_in_one_fma();
     return avx512 ? e.exp_avx512(x, true) : e.exp_full(x);
 }
 
 ExpTerm emit_exp_summand(llvm::IRBuilderBase& b, llvm::Value* x, bool avx512) {
     Emitter e(b, x);
-    e.for_summands();
+    e.reduce_in_one_fma();
     return avx512 ? e.exp_summand_avx512(x) : ExpTerm{e.exp_full(x), nullptr};
 }
 

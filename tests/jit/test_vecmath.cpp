@@ -64,10 +64,11 @@ double floor_of(const Fn& fn) { return sizeof(T) == 4 ? fn.floor32 : -INFINITY; 
 
 // The host has AVX-512F (and no LOSSJIT_VECMATH_CPU override): exp's vscalefps path is
 // tested too, as "exp_avx512", on the same points as exp, and its variant for arguments <= 0
-// (a logsumexp's x - max) as "exp_nonpositive_avx512", on exp's points <= 0. The variant for a
-// sum's terms, "exp_summand" (and "exp_summand_avx512" there), on the same points, may be off by
-// 0.05 |x| (fp32) / 0.3 |x| (fp64) ulp more: its reduction rounds ln2 (vecmath.hpp); the fp32
-// AVX-512 one computes exp(max(x, -87)) (Fn::floor32).
+// (a logsumexp's x - max) as "exp_nonpositive_avx512", on exp's points <= 0 ("exp_nonpositive"
+// on every host). The variant for a sum's terms, "exp_summand" (and "exp_summand_avx512" there),
+// on the same points, may be off by 0.05 |x| (fp32) / 0.3 |x| (fp64) ulp more: its reduction
+// rounds ln2 (vecmath.hpp), as the fp32 exp_nonpositive's does; the fp32 AVX-512 summand computes
+// exp(max(x, -87)) (Fn::floor32).
 bool host_avx512() {
     if (std::getenv("LOSSJIT_VECMATH_CPU")) return false;
     const llvm::StringMap<bool> f = llvm::sys::getHostCPUFeatures();
@@ -93,12 +94,13 @@ const std::vector<Fn>& functions() {
         std::vector<Fn> v = make_functions();
         const Fn exp = v[0];
         v.push_back(nonpositive(exp, "exp_summand", [](llvm::IRBuilderBase& b, llvm::Value* x) { return lossjit::jit::exp_term_value(b, lossjit::jit::emit_exp_summand(b, x, false)); }, 0.05, 0.3));
+        v.push_back(nonpositive(exp, "exp_nonpositive", [](llvm::IRBuilderBase& b, llvm::Value* x) { return lossjit::jit::emit_exp_nonpositive(b, x, false); }, 0.05));
         if (host_avx512()) {
             Fn e = exp;
             e.name = "exp_avx512";
             e.emit = lossjit::jit::emit_exp_avx512;
             v.push_back(e);
-            v.push_back(nonpositive(exp, "exp_nonpositive_avx512", lossjit::jit::emit_exp_nonpositive_avx512));
+            v.push_back(nonpositive(exp, "exp_nonpositive_avx512", lossjit::jit::emit_exp_nonpositive_avx512, 0.05));
             Fn s = nonpositive(exp, "exp_summand_avx512", [](llvm::IRBuilderBase& b, llvm::Value* x) { return lossjit::jit::exp_term_value(b, lossjit::jit::emit_exp_summand(b, x, true)); }, 0.05, 0.3);
             s.floor32 = -87.0;
             v.push_back(s);
