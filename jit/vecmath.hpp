@@ -22,7 +22,7 @@ llvm::Value* emit_exp_avx512(llvm::IRBuilderBase& b, llvm::Value* x);
 // emit_exp's results there; fp32 reduces x - n ln2 in one fma, as emit_exp_summand below (up
 // to 0.05 |x| ulp more). The kernel's softmax already carries |x| / 2 ulp from rounding x - max
 // (README, accuracy), and the exp loop of a loss with its gradient, bound by the FMA units, runs
-// one instruction of eight shorter there (fwd+bwd in cache 1.06x at K = 1000, 1.03x at K = 10).
+// one instruction of eight shorter there (fwd+bwd in cache 1.05x at K = 1000, 1.03x at K = 10).
 llvm::Value* emit_exp_nonpositive(llvm::IRBuilderBase& b, llvm::Value* x, bool avx512);
 llvm::Value* emit_exp_nonpositive_avx512(llvm::IRBuilderBase& b, llvm::Value* x);  // for tests
 // exp(x) as scale * factor, or scale alone where factor is null.
@@ -31,8 +31,9 @@ struct ExpTerm {
     llvm::Value* factor;
 };
 // emit_exp_nonpositive for values that are only added up (a logsumexp's terms): x - n ln2 in one
-// fma instead of two, whose rounding of ln2 (by 1.9e-9 in fp32, 2.3e-17 in fp64) adds a relative
-// error of |x| 2.7e-9 / 3.3e-17: up to 0.05 |x| / 0.3 |x| ulp, most where the term is smallest.
+// fma instead of two (as fp32's emit_exp_nonpositive), whose rounding of ln2 (by 1.9e-9 in fp32,
+// 2.3e-17 in fp64) adds a relative error of |x| 2.7e-9 / 3.3e-17: up to 0.05 |x| / 0.3 |x| ulp,
+// most where the term is smallest.
 // Weighted by exp(x) that stays below 0.02 / 0.11 ulp of the sum's largest term, and the loop,
 // which the FMA units bound, does 15% more terms per second.
 // With avx512, fp32 (512-bit vectors and scalars) returns the term as two factors, for the fma
