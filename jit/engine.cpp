@@ -114,24 +114,17 @@ Target detect() {
     Target t;
     t.cpu = jtmb.getCPU();
     t.features = jtmb.getFeatures().getString();
+    // with a CPU override and no feature string, ask the CPU's defaults through a TM
+    std::unique_ptr<TargetMachine> tm;
+    if (t.features.empty()) tm = check(jtmb.createTargetMachine(), "creating a target machine");
     auto has = [&](const char* f) {
-        // with a CPU override and no feature string, ask the CPU's defaults through a TM
-        return t.features.find(std::string("+") + f) != std::string::npos;
+        const std::string plus = std::string("+") + f;
+        return tm ? tm->getMCSubtargetInfo()->checkFeatures(plus) : t.features.find(plus) != std::string::npos;
     };
-    if (t.features.empty()) {
-        auto tm = check(jtmb.createTargetMachine(), "creating a target machine");
-        const MCSubtargetInfo* sti = tm->getMCSubtargetInfo();
-        auto feat = [&](const char* f) { return sti->checkFeatures(std::string("+") + f); };
-        t.vector_bits = feat("avx512f") ? 512 : feat("avx") ? 256 : 128;
-        t.masked_memory = feat("avx");
-        t.avx512 = feat("avx512f");
-        t.bf16_convert = t.avx512 && feat("avx512bf16") && feat("avx512dq");
-    } else {
-        t.vector_bits = has("avx512f") ? 512 : has("avx") ? 256 : 128;
-        t.masked_memory = has("avx");
-        t.avx512 = has("avx512f");
-        t.bf16_convert = t.avx512 && has("avx512bf16") && has("avx512dq");
-    }
+    t.vector_bits = has("avx512f") ? 512 : has("avx") ? 256 : 128;
+    t.masked_memory = has("avx");
+    t.avx512 = has("avx512f");
+    t.bf16_convert = t.avx512 && has("avx512bf16") && has("avx512dq");
     if (const char* vb = std::getenv("LOSSJIT_VECTOR_BITS"); vb && *vb) {
         const int b = std::atoi(vb);
         if (b == 128 || b == 256 || b == 512) t.vector_bits = std::min(t.vector_bits, b);
