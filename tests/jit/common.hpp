@@ -379,4 +379,12 @@ inline Kernel check_case(const Case& c, std::size_t N, std::size_t K, CompileOpt
     return k;
 }
 
+// The llvm.prefetch calls of an IR text: each call's line.
+inline std::vector<std::string> prefetch_calls(const std::string& ir) {
+    std::vector<std::string> calls;
+    for (std::size_t pos = 0; (pos = ir.find("call void @llvm.prefetch", pos)) != std::string::npos; ++pos)
+        calls.push_back(ir.substr(pos, ir.find('\n', pos) - pos));
+    return calls;
+}
+
 }  // namespace jt
