@@ -168,25 +168,17 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
     e.row_base.assign(ns, nullptr);
     for (std::size_t s = 0; s < ns; ++s)
         e.row_base[s] = B.CreateGEP(e.storage(P.slots[s].dtype), e.slot_ptr[s], B.CreateMul(r0, e.slot_stride[s]));
-    // The vector outputs' rows two blocks ahead, prefetched for writing (prefetchw), where a row
-    // is not a whole number of cache lines: each row's masked store then writes part of a line,
-    // which takes a read for ownership first, and the hardware prefetchers, following the
-    // loads, do not issue those ahead. fwd+bwd, one thread (Zen 4): 1048576x10 2.7 -> 4.6 GB/s
-    // (outputs in memory), 1048576x24 1.16-1.36x, 65536x10 1.02-1.04x (in the L3), 8192x10 0.99x
-    // (in the L2). Rows of whole lines (K = 16, 32 in fp32) lost with it (1048576x32 0.78x: a
-    // store of a whole line reads nothing); one prefetch per line of the block's span ran slower
-    // than one per row and line (1048576x24 0.80x), prefetching the inputs too gained nothing
-    // (their streams the hardware follows), and two blocks ahead ran as one and four. compile()
-    // of the K = 10 loss and gradient kernel: 134.5 -> 140.5 M instructions.
+    // Plan::write_prefetched: each line a row reaches from its start, row by row from the
+    // first, one add each (offsets from the block's base would be 16 loop invariants, hoisted
+    // and spilled). One prefetch per line of the block's span instead ran slower (1048576x24
+    // 0.80x); one, two and four blocks ahead alike. compile() of the K = 10 loss and gradient
+    // kernel: 134.5 -> 140.5 M instructions.
     for (std::size_t s = 0; s < ns; ++s) {
-        const std::size_t row_bytes = P.K * size_of(P.slots[s].dtype);
-        if (!P.slots[s].vector || !P.slots[s].output || row_bytes % 64 == 0) continue;
-        // row by row from the first, one add each (offsets from the block's base would be 16
-        // loop invariants, hoisted and spilled)
+        if (!P.write_prefetched(s)) continue;
         Type* st = e.storage(P.slots[s].dtype);
         Value* row = B.CreateGEP(st, e.row_base[s], B.CreateMul(ConstantInt::get(e.I64, 2 * VW), e.slot_stride[s]));
         for (unsigned l = 0; l < VW; ++l, row = B.CreateGEP(st, row, e.slot_stride[s]))
-            for (std::size_t at = 0; at < row_bytes; at += 64)  // each line the row reaches from its start
+            for (std::size_t at = 0; at < P.K * size_of(P.slots[s].dtype); at += 64)
                 B.CreateIntrinsic(Intrinsic::prefetch, {B.getPtrTy()}, {B.CreateConstGEP1_64(I8, row, at), B.getInt32(1), B.getInt32(3), B.getInt32(1)});
     }
     e.label_val.assign(static_cast<std::size_t>(P.g.size()), nullptr);

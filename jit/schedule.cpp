@@ -543,9 +543,12 @@ std::string to_string(const Plan& p) {
                << (p.row_is_one_block() ? "kept exp / sum (softmax - 1 at a kept exp of 1: -(sum - 1) / sum)"
                                         : "kept exp * exp(block max - max) / sum")
                << "\n";
-        for (int w : ps.writes)
+        for (int w : ps.writes) {
             os << "    write " << g.outputs()[static_cast<std::size_t>(w)].name.view() << " = "
-               << node_text(g, g.outputs()[static_cast<std::size_t>(w)].root) << "\n";
+               << node_text(g, g.outputs()[static_cast<std::size_t>(w)].root);
+            if (p.write_prefetched(p.output_slot(w))) os << " (its rows two blocks ahead prefetched for writing: a row is part of a cache line)";
+            os << "\n";
+        }
         if (k + 1 == p.passes.size() && p.pipelined)
             os << "    (pipelined: this pass of a row runs inside the next row's exp loop, block by block; the last row's after the rows)\n";
         for (int y : p.labels_after_loop(ps, k + 1 == p.passes.size()))

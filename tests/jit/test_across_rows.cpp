@@ -200,5 +200,6 @@ TEST_CASE("across rows: the gradient's rows two blocks ahead prefetched for writ
             ++writes;
         }
         CHECK(writes == x.writes);
+        CHECK((k.schedule().find("prefetched for writing") != std::string::npos) == (x.writes > 0));  // the schedule says so
     }
 }
