@@ -442,6 +442,11 @@ public:
     // the same for exps that are only added up, not kept: one fma less, and on AVX-512 as two
     // factors for the fma that adds the term to its sum (emit_exp_summand, lse_accumulate)
     ExpTerm exp_summand(Value* x) { return emit_exp_summand(B, x, T.avx512); }
+    // llvm.prefetch of the data at p, for reading or for writing (prefetchw), with LLVM's
+    // locality: 3 into the L1 (prefetcht0), 2 into the L2 (prefetcht1)
+    void prefetch(Value* p, bool write, int locality) {
+        B.CreateIntrinsic(Intrinsic::prefetch, {B.getPtrTy()}, {p, B.getInt32(write ? 1 : 0), B.getInt32(locality), B.getInt32(1)});
+    }
     // max(acc, x) ignoring a NaN x (x86's maxps: one instruction). Used where a NaN reaches the
     // result through another path anyway (logsumexp: exp(NaN - max) makes the sum NaN).
     Value* max_fast(Value* acc, Value* x) { return B.CreateSelect(B.CreateFCmpOGT(x, acc), x, acc); }

@@ -121,8 +121,7 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
         if (ahead && !mask && c.pair != 1)  // (a pair's odd copy reads the even one's line)
             for (std::size_t s = 0; s < P.slots.size(); ++s)
                 if (!P.slots[s].output && P.slots[s].vector && P.slots[s].kind != InputKind::weights)
-                    B.CreateIntrinsic(Intrinsic::prefetch, {B.getPtrTy()},
-                                      {element_ptr(static_cast<int>(s), B.CreateAdd(i, ahead)), B.getInt32(0), B.getInt32(2), B.getInt32(1)});
+                    prefetch(element_ptr(static_cast<int>(s), B.CreateAdd(i, ahead)), false, 2);
         auto keep = [&](Value* v, Value* other) { return mask ? B.CreateSelect(mask, v, other) : v; };
         for (std::size_t k = 0; k < reds.size(); ++k) {
             Red& r = reds[k];

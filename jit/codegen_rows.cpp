@@ -179,7 +179,7 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
         Value* row = B.CreateGEP(st, e.row_base[s], B.CreateMul(ConstantInt::get(e.I64, 2 * VW), e.slot_stride[s]));
         for (unsigned l = 0; l < VW; ++l, row = B.CreateGEP(st, row, e.slot_stride[s]))
             for (std::size_t at = 0; at < P.K * size_of(P.slots[s].dtype); at += 64)
-                B.CreateIntrinsic(Intrinsic::prefetch, {B.getPtrTy()}, {B.CreateConstGEP1_64(I8, row, at), B.getInt32(1), B.getInt32(3), B.getInt32(1)});
+                e.prefetch(B.CreateConstGEP1_64(I8, row, at), true, 3);
     }
     e.label_val.assign(static_cast<std::size_t>(P.g.size()), nullptr);
     Value* ign = Constant::getNullValue(e.rowmask->getType());
