@@ -10,7 +10,8 @@
 //     the last pass also stores the vector outputs
 //     final stage: scalar outputs, stored per row and summed
 //   Plan::batched_tail: the rows in batches of VW, the final stage after each batch's rows:
-//     for each row of the batch: as above up to the pass; its reductions kept by lane
+//     for each row of the batch: as above up to the last pass; its first pass's reductions
+//     and its gathers kept by lane
 //     the logsumexps' log1p, one vector for the batch
 //     for each row of the batch not skipped: the final stage
 //   skipped rows (a label equal to ignore_index, checked before anything of the row is read;
@@ -60,8 +61,14 @@ void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector
         B.CreateCondBr(c, skip, go, why == 2 ? md.createBranchWeights(1, 1 << 12) : nullptr);
         B.SetInsertPoint(go);
     };
-    // Plan::batched_tail: the batch's rows [b, row_end) and, per reduction of the pass, its
-    // values by lane (a logsumexp's max, and the log1p's argument, then the log1p)
+    // liveness, for forcing gathers early
+    const std::vector<bool> live = live_nodes(P);
+    auto gathered_before_passes = [&](int i) {
+        return live[static_cast<std::size_t>(i)] && P.g[i].op == Op::at && P.depth[static_cast<std::size_t>(i)] < static_cast<int>(P.passes.size());
+    };
+    // Plan::batched_tail: the batch's rows [b, row_end) and, per reduction of the first pass,
+    // its values by lane (a logsumexp's max, and the log1p's argument, then the log1p); and the
+    // gathers taken before the passes, whose elements a gradient written in place overwrites
     struct Kept {
         int node;
         AllocaInst *value, *rest;
@@ -73,6 +80,8 @@ void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector
     if (P.batched_tail) {
         for (int red : P.passes[0].reductions)
             kept.push_back({red, B.CreateAlloca(e.VF), P.g[red].op == Op::logsumexp ? B.CreateAlloca(e.VF) : nullptr});
+        for (int i = 0; i < P.g.size(); ++i)
+            if (gathered_before_passes(i)) kept.push_back({i, B.CreateAlloca(e.VF), nullptr});
         batch = B.CreateAlloca(e.I64);
         B.CreateStore(rb, batch);
         bcond = BasicBlock::Create(C, "batch.cond", fn);
@@ -108,6 +117,9 @@ void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector
             }
     };
     row_setup(r);
+    // Plan::batched_tail: this row's lane of a kept value
+    Value* lane = P.batched_tail ? B.CreateSub(r, b) : nullptr;
+    auto keep_lane = [&](AllocaInst* a, Value* v) { B.CreateStore(v, B.CreateGEP(e.F, a, lane)); };
     if (P.max_ahead) {
         Value* r1 = B.CreateAdd(r, ConstantInt::get(e.I64, 1));
         Value* more = B.CreateICmpSLT(r1, re);
@@ -128,15 +140,13 @@ void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector
         if (ign) skip_if(ign, 1, "row.valid");
     }
 
-    // liveness, for forcing gathers early
-    const std::vector<bool> live = live_nodes(P);
-
     for (std::size_t k = 0; k < P.passes.size(); ++k) {
         e.new_stage();
         // gathers read the row: do them before the passes that may overwrite it
         for (int i = 0; i < P.g.size(); ++i)
-            if (live[static_cast<std::size_t>(i)] && P.g[i].op == Op::at && P.depth[static_cast<std::size_t>(i)] <= static_cast<int>(k))
-                e.S(i);
+            if (gathered_before_passes(i) && P.depth[static_cast<std::size_t>(i)] <= static_cast<int>(k)) e.S(i);
+        for (const Kept& kg : kept)  // the batch keeps them as they are taken (no value live through the passes)
+            if (P.g[kg.node].op == Op::at && P.depth[static_cast<std::size_t>(kg.node)] == static_cast<int>(k)) keep_lane(kg.value, e.S(kg.node));
         if (P.pipelined && k + 1 == P.passes.size()) {
             e.pending_carry();  // the next row's exp loop, or the end, runs this pass
             continue;
@@ -167,11 +177,11 @@ void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector
         }
     };
     if (P.batched_tail) {
-        Value* lane = B.CreateSub(r, b);
         for (const Kept& k : kept) {
             const auto n = static_cast<std::size_t>(k.node);
-            B.CreateStore(k.rest ? e.lse_hi[n] : e.reduced[n], B.CreateGEP(e.F, k.value, lane));
-            if (k.rest) B.CreateStore(e.lse_rest[n], B.CreateGEP(e.F, k.rest, lane));
+            if (P.g[k.node].op == Op::at) continue;  // kept already
+            keep_lane(k.value, k.rest ? e.lse_hi[n] : e.reduced[n]);
+            if (k.rest) keep_lane(k.rest, e.lse_rest[n]);
         }
     } else {
         final_stage();
@@ -233,13 +243,13 @@ void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector
         B.SetInsertPoint(frow);
         row_setup(r2);
         std::fill(e.scal.begin(), e.scal.end(), nullptr);  // the row's scalars, anew
-        Value* lane = B.CreateSub(r2, b);
+        Value* tail_lane = B.CreateSub(r2, b);
         for (const Kept& k : kept) {
             const auto n = static_cast<std::size_t>(k.node);
-            Value* v = B.CreateLoad(e.F, B.CreateGEP(e.F, k.value, lane));
+            Value* v = B.CreateLoad(e.F, B.CreateGEP(e.F, k.value, tail_lane));
             if (k.rest) {
                 e.lse_hi[n] = v;
-                e.lse_lo[n] = B.CreateLoad(e.F, B.CreateGEP(e.F, k.rest, lane));
+                e.lse_lo[n] = B.CreateLoad(e.F, B.CreateGEP(e.F, k.rest, tail_lane));
                 v = B.CreateFAdd(v, e.lse_lo[n]);
             }
             e.reduced[n] = v;

@@ -51,6 +51,35 @@ bool reads_row_elements_only(const Plan& p, int i) {
     return ok[static_cast<std::size_t>(i)];
 }
 
+// Plan::batched_tail with a gradient pass: two passes, the first of reductions alone, the second
+// of writes alone, whose elements read the first's logsumexps only through the cached softmax of
+// a row that is one block: kept exp / sum (Em::whole_row_softmax), the sum known before the
+// log1p. Anything else there (log_softmax, a softmax recomputed, the logsumexp itself, as
+// z-loss's gradient reads it, or a gather of any of them, such as at(softmax(u), y), taken
+// before the pass and its cached factors) wants the row's log1p before its pass.
+bool gradient_pass_reads_no_log1p(const Plan& p) {
+    if (p.passes.size() != 2 || !p.passes[0].writes.empty() || !p.passes[1].reductions.empty() || p.cache_lse < 0 || !p.row_is_one_block())
+        return false;
+    std::vector<char> seen(static_cast<std::size_t>(p.g.size()), 0);
+    auto reads_lse = [&](auto& self, int i, bool elements) -> bool {
+        if (i < 0) return false;
+        elements = elements && p.vector_node[static_cast<std::size_t>(i)];
+        const char bit = elements ? 2 : 1;  // a node is seen once as elements and once as a scalar
+        if (seen[static_cast<std::size_t>(i)] & bit) return false;
+        seen[static_cast<std::size_t>(i)] |= bit;
+        const Node& n = p.g[i];
+        const int l = p.lse_of[static_cast<std::size_t>(i)];
+        if (elements && n.op == Op::softmax && l == p.cache_lse) return false;
+        if (n.op == Op::logsumexp || l >= 0) return true;
+        return self(self, n.a, elements) || self(self, n.b, elements);
+    };
+    for (int w : p.passes[1].writes)
+        if (reads_lse(reads_lse, p.g.outputs()[static_cast<std::size_t>(w)].root, true)) return false;
+    for (int i = 0; i < p.g.size(); ++i)  // the gathers taken before the gradient pass
+        if (p.g[i].op == Op::at && p.depth[static_cast<std::size_t>(i)] == 1 && reads_lse(reads_lse, i, false)) return false;
+    return true;
+}
+
 DType override_or(const CompileOptions& o, std::string_view name, DType fallback) {
     for (auto& [n, d] : o.dtypes)
         if (n == name) return d;
@@ -378,10 +407,15 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
     }
     // The row's tail per batch of rows (Plan::batched_tail): without the per-row log1p, fwd
     // ran 15% faster at 8192x1000 and 40% at 16384x100 (ce_probe, interleaved), more than its
-    // operations' share: the chain held the next row's exp loop back. LOSSJIT_BATCHED_TAIL=0
-    // turns it off (for comparisons).
+    // operations' share: the chain held the next row's exp loop back. With a gradient pass
+    // (gradient_pass_reads_no_log1p), the chain sat between the passes, where the gradient
+    // needs only the sum: fwd+bwd 131072x33 3.5 -> 5.0 GB/s, x50 4.7 -> 6.5, x64 6.9 -> 9.0,
+    // x100 7.7 -> 9.0, 512x1000 (in cache) 1.06x, 8192x1000 (memory) 1.00x, bf16 24824x33
+    // 1.33x; for 18% more instructions in compile() (the K = 100 loss + gradient kernel 71.3
+    // -> 84.5 M, callgrind). LOSSJIT_BATCHED_TAIL=0 turns it off (for comparisons).
     static const bool batched_tail = !turned_off("LOSSJIT_BATCHED_TAIL");
-    if (batched_tail && !p.rows && !p.pipelined && p.passes.size() == 1 && p.passes[0].writes.empty()) {
+    const bool loss_alone = p.passes.size() == 1 && p.passes[0].writes.empty();
+    if (batched_tail && !p.rows && !p.pipelined && (loss_alone || gradient_pass_reads_no_log1p(p))) {
         for (int r : p.passes[0].reductions) p.batched_tail = p.batched_tail || p.g[r].op == Op::logsumexp;
     }
     // bf16 pairs (Plan::bf16_pairs): the widening of bf16 to fp32 was a vpmovzxwd (a shuffle)
@@ -562,7 +596,9 @@ std::string to_string(const Plan& p) {
         if (lse) os << "    then a row with a logsumexp of -inf (fully masked): skipped (outputs 0, not counted)\n";
     }
     stage(1 << 20);
-    if (p.batched_tail) os << "  (the logsumexps' log1p and the scalars after the pass: per batch of " << p.vector_width << " rows, the log1p as one vector)\n";
+    if (p.batched_tail)
+        os << "  (the logsumexps' log1p and the scalars after the " << (p.passes.size() == 1 ? "pass" : "passes") << ": per batch of " << p.vector_width
+           << " rows, the log1p as one vector)\n";
     for (const Output& o : g.outputs())
         if (!p.vector_node[static_cast<std::size_t>(o.root)]) os << "  output " << o.name.view() << " = %" << o.root << " (per row, summed over rows)\n";
     return os.str();

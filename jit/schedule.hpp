@@ -118,10 +118,12 @@ struct Plan {
     // the logsumexps' arguments read nothing of a row but its vector inputs' elements (no
     // label, no per-row scalar).
     bool max_ahead = false;
-    // Row by row, one pass that writes no vector output (a loss alone): the logsumexps' log1p
-    // and the final stage run per batch of VW rows instead of per row, the log1p as one vector
-    // for the batch (codegen_row.cpp). Each row's log1p was a chain of some 40 scalar
-    // operations whose wait held the next row's exp loop back.
+    // Row by row, one pass that writes no vector output (a loss alone), or a pass of reductions
+    // and then a gradient pass that reads them only through the cached softmax of a row that is
+    // one block (kept exp / sum: softmax cross-entropy's): the logsumexps' log1p and the final
+    // stage run per batch of VW rows instead of per row, the log1p as one vector for the batch
+    // (codegen_row.cpp). Each row's log1p was a chain of some 40 scalar operations whose wait
+    // held the next row's exp loop back.
     bool batched_tail = false;
     // Row by row, AVX-512, fp32 math, every vector input and output bf16: the loops' copies go
     // in pairs over 2 VW elements, one 512-bit load of 2 VW bf16, the even elements in one

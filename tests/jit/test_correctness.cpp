@@ -213,73 +213,100 @@ TEST_CASE("pipelined rows: each row's gradient pass inside the next row's exp lo
 // Plan::max_ahead: a one-pass kernel (fwd), or one with a gradient pass and rows of up to 4 KB,
 // takes row r + 1's max in row r's exp loop; the row after a skipped one scans its own. The
 // logsumexps' arguments read the row's vector inputs only.
-// Plan::batched_tail: a fwd kernel's log1p and final stage per batch of VW rows. Against the
-// reference: batches full and partial (N = 1, 15, 16, 17, 37), specialized and generic, fp32,
-// fp64 (8 lanes) and bf16, with a second output and a second reduction. And each row of a
-// batch gives the bits it gives alone (a batch of one): ignored rows at a batch's first and
-// last lanes and across its end, a fully masked row, a row with a NaN and one of NaNs, one and
-// two threads (a thread's range starts mid-batch).
+// Plan::batched_tail: the log1p and final stage per batch of VW rows, in a fwd kernel and in one
+// whose gradient pass reads the cached softmax of a row that is one block (K known). Against
+// the reference: batches full and partial (N = 1, 15, 16, 17, 37), fp32, fp64 (8 lanes) and
+// bf16, with a second output and a second reduction. And each row of a batch gives the bits it
+// gives alone (a batch of one): ignored rows at a batch's first and last lanes and across its
+// end, a fully masked row, a row with a NaN and one of NaNs, one and two threads (a thread's
+// range starts mid-batch). Not batched: generic K with a gradient, gradients that read the
+// logsumexp (z-loss) or log_softmax (focal), and a loss that gathers the softmax (at(softmax(u),
+// y), taken before the gradient pass).
 TEST_CASE("batched tail: per batch of rows, each row's outputs as alone") {
-    Graph g;  // loss = CE; z = lse / 2 - sum / 1000: a second output, a second reduction
-    {
-        const int u = g.input("u", InputKind::logits), y = g.input("y", InputKind::label);
-        const int lse = g.apply(Op::logsumexp, u);
-        g.add_output("loss", g.apply(Op::sub, lse, g.apply(Op::at, u, y)));
-        g.add_output("z", g.apply(Op::sub, g.apply(Op::mul, g.constant(0.5), lse), g.apply(Op::mul, g.apply(Op::sum, u), g.constant(0.001))));
-    }
-    for (DType dt : {DType::f32, DType::f64, DType::bf16})
-        for (std::size_t K : {40, 1000})
-            for (bool spec : {true, false})
-                for (std::size_t N : {1, 15, 16, 17, 37}) {
-                    CompileOptions o;
-                    o.dtype = dt;
-                    o.row_length = spec ? K : 0;
-                    for (auto mode : {jt::Mode::normal, jt::Mode::neg_inf}) {
-                        const Kernel k = jt::check_case({"ce_and_z", g, {}}, N, K, o, mode, static_cast<std::uint32_t>(N * 3 + K));
-                        CHECK(k.schedule().find("per batch of") != std::string::npos);
-                    }
-                }
-    for (std::size_t K : {40, 1000})
-        for (bool spec : {true, false}) {
-            INFO("K " << K << " specialized " << spec);
-            CompileOptions o;
-            o.row_length = spec ? K : 0;
-            const Kernel k = compile(g, o);
-            const std::size_t N = 37;
-            std::mt19937 rng(static_cast<std::uint32_t>(K));
-            std::normal_distribution<float> nd(0, 3);
-            std::vector<float> x(N * K);
-            for (auto& v : x) v = nd(rng);
-            std::vector<std::int64_t> lab(N);
-            for (auto& v : lab) v = static_cast<std::int64_t>(rng() % K);
-            for (std::size_t i : {0, 15, 16, 17, 36}) lab[i] = -100;
-            for (std::size_t j = 0; j < K; ++j) x[5 * K + j] = -INFINITY;
-            x[8 * K + 3] = NAN;
-            for (std::size_t j = 0; j < K; ++j) x[9 * K + j] = NAN;  // NaN, not masked: hi + log1p(NaN)
-            for (int threads : {1, 2}) {
-                std::vector<float> loss(N, 7.f), z(N, 7.f);
-                Batch b;
-                b.bind("u", matrix(static_cast<const float*>(x.data()), N, K)).bind("y", column(static_cast<const std::int64_t*>(lab.data()), N));
-                b.bind("loss", column(loss.data(), N)).bind("z", column(z.data(), N)).threads(threads);
-                const Result r = k.run(b);
-                CHECK(r.ignored == 5);
-                CHECK(r.masked == 1);
-                CHECK(std::isnan(loss[8]));
-                CHECK(std::isnan(loss[9]));
-                for (std::size_t i = 0; i < N; ++i) {
-                    INFO("row " << i << ", threads " << threads);
-                    float l1 = 7.f, z1 = 7.f;
-                    Batch one;
-                    one.bind("u", matrix(static_cast<const float*>(x.data() + i * K), 1, K)).bind("y", column(static_cast<const std::int64_t*>(&lab[i]), 1));
-                    one.bind("loss", column(&l1, 1)).bind("z", column(&z1, 1));
-                    k.run(one);
-                    CHECK(std::memcmp(&loss[i], &l1, sizeof l1) == 0);
-                    CHECK(std::memcmp(&z[i], &z1, sizeof z1) == 0);
-                    if (lab[i] == -100 || i == 5) CHECK(loss[i] == 0.f);
-                }
-                CHECK(std::isnan(r.sum("loss")));  // the NaN row counts
-            }
+    for (bool grad : {false, true}) {
+        Graph g;  // loss = CE; z = lse / 2 - sum / 1000: a second output, a second reduction
+        {
+            const int u = g.input("u", InputKind::logits), y = g.input("y", InputKind::label);
+            const int lse = g.apply(Op::logsumexp, u);
+            g.add_output("loss", g.apply(Op::sub, lse, g.apply(Op::at, u, y)));
+            g.add_output("z", g.apply(Op::sub, g.apply(Op::mul, g.constant(0.5), lse), g.apply(Op::mul, g.apply(Op::sum, u), g.constant(0.001))));
+            if (grad) g.add_output("grad.u", g.apply(Op::sub, g.apply(Op::softmax, u), g.apply(Op::onehot, y)));
         }
+        for (DType dt : {DType::f32, DType::f64, DType::bf16})
+            for (std::size_t K : {40, 1000})
+                for (bool spec : {true, false})
+                    for (std::size_t N : {1, 15, 16, 17, 37}) {
+                        CompileOptions o;
+                        o.dtype = dt;
+                        o.row_length = spec ? K : 0;
+                        for (auto mode : {jt::Mode::normal, jt::Mode::neg_inf}) {
+                            const Kernel k = jt::check_case({"ce_and_z", g, {}}, N, K, o, mode, static_cast<std::uint32_t>(N * 3 + K));
+                            CHECK((k.schedule().find("per batch of") != std::string::npos) == (spec || !grad));
+                        }
+                    }
+        for (std::size_t K : {40, 1000})
+            for (bool spec : {true, false}) {
+                INFO("K " << K << " specialized " << spec << " gradient " << grad);
+                CompileOptions o;
+                o.row_length = spec ? K : 0;
+                const Kernel k = compile(g, o);
+                const std::size_t N = 37;
+                std::mt19937 rng(static_cast<std::uint32_t>(K));
+                std::normal_distribution<float> nd(0, 3);
+                std::vector<float> x(N * K);
+                for (auto& v : x) v = nd(rng);
+                std::vector<std::int64_t> lab(N);
+                for (auto& v : lab) v = static_cast<std::int64_t>(rng() % K);
+                for (std::size_t i : {0, 15, 16, 17, 36}) lab[i] = -100;
+                for (std::size_t j = 0; j < K; ++j) x[5 * K + j] = -INFINITY;
+                x[8 * K + 3] = NAN;
+                for (std::size_t j = 0; j < K; ++j) x[9 * K + j] = NAN;  // NaN, not masked: hi + log1p(NaN)
+                for (int threads : {1, 2}) {
+                    std::vector<float> loss(N, 7.f), z(N, 7.f), gr(N * K, 7.f);
+                    Batch b;
+                    b.bind("u", matrix(static_cast<const float*>(x.data()), N, K)).bind("y", column(static_cast<const std::int64_t*>(lab.data()), N));
+                    b.bind("loss", column(loss.data(), N)).bind("z", column(z.data(), N)).threads(threads);
+                    if (grad) b.bind("grad.u", matrix(gr.data(), N, K));
+                    const Result r = k.run(b);
+                    CHECK(r.ignored == 5);
+                    CHECK(r.masked == 1);
+                    CHECK(std::isnan(loss[8]));
+                    CHECK(std::isnan(loss[9]));
+                    for (std::size_t i = 0; i < N; ++i) {
+                        INFO("row " << i << ", threads " << threads);
+                        float l1 = 7.f, z1 = 7.f;
+                        std::vector<float> g1(K, 7.f);
+                        Batch one;
+                        one.bind("u", matrix(static_cast<const float*>(x.data() + i * K), 1, K)).bind("y", column(static_cast<const std::int64_t*>(&lab[i]), 1));
+                        one.bind("loss", column(&l1, 1)).bind("z", column(&z1, 1));
+                        if (grad) one.bind("grad.u", matrix(g1.data(), 1, K));
+                        k.run(one);
+                        CHECK(std::memcmp(&loss[i], &l1, sizeof l1) == 0);
+                        CHECK(std::memcmp(&z[i], &z1, sizeof z1) == 0);
+                        if (grad) CHECK(std::memcmp(&gr[i * K], g1.data(), K * sizeof(float)) == 0);
+                        if (lab[i] == -100 || i == 5) CHECK(loss[i] == 0.f);
+                    }
+                    CHECK(std::isnan(r.sum("loss")));  // the NaN row counts
+                }
+            }
+    }
+    std::vector<jt::Case> cs = jt::cases();
+    {  // the loss's gather of the softmax, taken before the gradient pass, wants the log1p
+        Graph g;
+        const int u = g.input("u", InputKind::logits), y = g.input("y", InputKind::label);
+        const int sm = g.apply(Op::softmax, u);
+        g.add_output("loss", g.apply(Op::neg, g.apply(Op::log, g.apply(Op::at, sm, y))));
+        g.add_output("grad.u", g.apply(Op::sub, sm, g.apply(Op::onehot, y)));
+        cs.push_back({"at_softmax", g, {}});
+    }
+    for (const jt::Case& c : cs) {
+        CompileOptions o;
+        o.row_length = 100;
+        const bool batched = jt::check_case(c, 37, 100, o, jt::Mode::neg_inf, 5).schedule().find("per batch of") != std::string::npos;
+        INFO(c.name);
+        if (c.name == "ce_hard" || c.name == "ce_soft" || c.name == "soft_cap" || c.name == "class_weights") CHECK(batched);
+        if (c.name == "z_loss" || c.name.starts_with("focal") || c.name == "at_softmax") CHECK_FALSE(batched);
+    }
 }
 
 TEST_CASE("max ahead: the next row's max taken in this row's exp loop") {
@@ -411,34 +438,38 @@ TEST_CASE("unroll factors and narrower vectors agree") {
     }
 }
 
+// Generic K, and K known (Plan::batched_tail: the loss's gather at(u, y) is kept, not read again
+// after the gradient has overwritten it).
 TEST_CASE("in-place gradient over the logits") {
-    for (DType dt : {DType::f32, DType::bf16}) {
-        CompileOptions o;
-        o.dtype = dt;
-        Kernel k = compile(jt::ce_hard(), o);
-        jt::Data d;
-        const std::size_t N = 50, K = 1003;
-        jt::make_data(k, d, N, K, jt::Mode::normal, 8);
-        const Result ref = k.run(d.batch);  // out of place: the expected gradient
-        // now write the gradient over the logits
-        const std::size_t us = 0, gs = 3;  // slots: u, y, loss, grad.u (inputs first)
-        REQUIRE(k.slots()[us].name == "u");
-        REQUIRE(k.slots()[gs].name == "grad.u");
-        Batch b = d.batch;
-        if (dt == DType::f32) {
-            std::vector<float> buf = d.f32[us];
-            b.bind("u", matrix(buf.data(), N, K)).bind("grad.u", matrix(buf.data(), N, K));
-            const Result r = k.run(b);
-            CHECK(r.sum("loss") == Approx(ref.sum("loss")).epsilon(1e-6));
-            for (std::size_t i = 0; i < N * K; ++i) REQUIRE(buf[i] == d.f32[gs][i]);
-        } else {
-            std::vector<bf16> buf = d.b16[us];
-            b.bind("u", matrix(buf.data(), N, K)).bind("grad.u", matrix(buf.data(), N, K));
-            const Result r = k.run(b);
-            CHECK(r.sum("loss") == Approx(ref.sum("loss")).epsilon(1e-6));
-            for (std::size_t i = 0; i < N * K; ++i) REQUIRE(buf[i].bits == d.b16[gs][i].bits);
+    for (DType dt : {DType::f32, DType::bf16})
+        for (std::size_t row_length : {0, 1003}) {
+            CompileOptions o;
+            o.dtype = dt;
+            o.row_length = row_length;
+            Kernel k = compile(jt::ce_hard(), o);
+            jt::Data d;
+            const std::size_t N = 50, K = 1003;
+            jt::make_data(k, d, N, K, jt::Mode::normal, 8);
+            const Result ref = k.run(d.batch);  // out of place: the expected gradient
+            // now write the gradient over the logits
+            const std::size_t us = 0, gs = 3;  // slots: u, y, loss, grad.u (inputs first)
+            REQUIRE(k.slots()[us].name == "u");
+            REQUIRE(k.slots()[gs].name == "grad.u");
+            Batch b = d.batch;
+            if (dt == DType::f32) {
+                std::vector<float> buf = d.f32[us];
+                b.bind("u", matrix(buf.data(), N, K)).bind("grad.u", matrix(buf.data(), N, K));
+                const Result r = k.run(b);
+                CHECK(r.sum("loss") == Approx(ref.sum("loss")).epsilon(1e-6));
+                for (std::size_t i = 0; i < N * K; ++i) REQUIRE(buf[i] == d.f32[gs][i]);
+            } else {
+                std::vector<bf16> buf = d.b16[us];
+                b.bind("u", matrix(buf.data(), N, K)).bind("grad.u", matrix(buf.data(), N, K));
+                const Result r = k.run(b);
+                CHECK(r.sum("loss") == Approx(ref.sum("loss")).epsilon(1e-6));
+                for (std::size_t i = 0; i < N * K; ++i) REQUIRE(buf[i].bits == d.b16[gs][i].bits);
+            }
         }
-    }
 }
 
 TEST_CASE("strided rows with i32 labels and gradient scaling") {
