@@ -580,7 +580,7 @@ std::string to_string(const Plan& p) {
         for (int w : ps.writes) {
             os << "    write " << g.outputs()[static_cast<std::size_t>(w)].name.view() << " = "
                << node_text(g, g.outputs()[static_cast<std::size_t>(w)].root);
-            if (p.write_prefetched(p.output_slot(w))) os << " (its rows two blocks ahead prefetched for writing: a row is part of a cache line)";
+            if (p.write_prefetched(p.output_slot(w))) os << " (its rows two blocks ahead prefetched for writing: a row is part of a cache line or one)";
             os << "\n";
         }
         if (k + 1 == p.passes.size() && p.pipelined)

@@ -95,17 +95,21 @@ struct Plan {
     int cache_lse = -1;
     // Across rows: lanes are VW consecutive rows (short rows, K known); see codegen_rows.cpp.
     bool rows = false;
-    // Across rows, a vector output whose rows are not whole cache lines has them prefetched for
-    // writing two blocks ahead: each row's masked store writes part of a line, which takes a
-    // read for ownership first, and the hardware prefetchers, following the loads, do not issue
-    // those ahead. fwd+bwd, one thread (Zen 4): 1048576x10 2.7 -> 4.6 GB/s (outputs in memory),
-    // 1048576x24 1.16-1.36x, 65536x10 1.02-1.04x (in the L3), 8192x10 0.99x (in the L2). Rows of
-    // whole lines (K = 16, 32 in fp32) lost with it (1048576x32 0.78x: a store of a whole line
-    // reads nothing), and prefetching the inputs too gained nothing (their streams the hardware
-    // follows).
+    // Across rows, a vector output whose rows are not whole cache lines, or are one line, has
+    // them prefetched for writing two blocks ahead: each row's masked store writes part of a
+    // line, which takes a read for ownership first, and the hardware prefetchers, following
+    // the loads, do not issue those ahead. fwd+bwd, one thread (Zen 4): 1048576x10 2.7 -> 4.6
+    // GB/s (outputs in memory), 1048576x24 1.16-1.36x, 65536x10 1.02-1.04x (in the L3), 8192x10
+    // 0.99x (in the L2). Rows of one line (fp32 K = 16, bf16 K = 32) gain where the arrays
+    // outgrow the cache (1048576x16 1.31x, 262144x16 1.35-1.40x, 102400x16 1.50x, bf16
+    // 1048576x32 1.22-1.25x) for 1-4% where they do not (8192x16 0.96x, 65536x16 0.99x). Rows
+    // of two lines (fp32 K = 32) lost from memory (1048576x32 0.73x, 262144x32 0.80x; the first
+    // line of each row alone 0.90x), and prefetching the inputs too gained nothing (their
+    // streams the hardware follows).
     bool write_prefetched(std::size_t slot) const {
         const Slot& s = slots[slot];
-        return rows && s.vector && s.output && K * size_of(s.dtype) % 64 != 0;
+        const std::size_t bytes = K * size_of(s.dtype);
+        return rows && s.vector && s.output && (bytes % 64 != 0 || bytes == 64);
     }
     // Long rows (K known) whose last pass only writes the cached softmax (less onehot(y)): that
     // pass of row r runs inside the exp loop of row r + 1, so that the stores of one row and the

@@ -174,10 +174,10 @@ TEST_CASE("across rows: a gradient at two labels' columns as one row at a time")
     }
 }
 
-// A gradient row that is part of a cache line is prefetched for writing two blocks ahead (its
-// masked store would read the line first); rows of whole lines and kernels without a vector
-// output have no prefetches.
-TEST_CASE("across rows: the gradient's rows two blocks ahead prefetched for writing, where a row is part of a line") {
+// A gradient row that is part of a cache line, or one line, is prefetched for writing two
+// blocks ahead (its store would read the line first); rows of two lines and kernels without a
+// vector output have no prefetches.
+TEST_CASE("across rows: the gradient's rows two blocks ahead prefetched for writing, where a row is part of a line or one") {
     struct Expect {
         std::size_t K;
         DType dtype;
@@ -185,7 +185,7 @@ TEST_CASE("across rows: the gradient's rows two blocks ahead prefetched for writ
         std::size_t writes;  // prefetches for writing: 16 rows, each line a row reaches from its start
     };
     for (const Expect& x : {Expect{10, DType::f32, true, 16}, Expect{24, DType::f32, true, 32}, Expect{10, DType::bf16, true, 16},
-                            Expect{16, DType::f32, true, 0}, Expect{32, DType::f32, true, 0}, Expect{32, DType::bf16, true, 0},
+                            Expect{16, DType::f32, true, 16}, Expect{32, DType::f32, true, 0}, Expect{32, DType::bf16, true, 16},
                             Expect{10, DType::f32, false, 0}}) {
         INFO("K = " << x.K << ", " << to_string(x.dtype) << (x.grad ? ", with its gradient" : ", the loss alone"));
         CompileOptions o;
