@@ -390,12 +390,26 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
                 Value* sb = hsum(v);  // the block: sum exp(x - bm) = cb + sb
                 Value* cb = B.CreateUIToFP(B.CreateSub(B.CreateSub(be, b0), w), F);  // elements at bm
                 Value* bm = bm_raw[k];
+                auto store_row = [&](Value* sum, Value* cnt, Value* max) {
+                    B.CreateStore(sum, r.Sum);
+                    B.CreateStore(cnt, r.Cnt);
+                    B.CreateStore(max, r.M);
+                };
                 if (P.row_is_one_block()) {  // nothing to merge
-                    B.CreateStore(sb, r.Sum);
-                    B.CreateStore(cb, r.Cnt);
-                    B.CreateStore(bm, r.M);
+                    store_row(sb, cb, bm);
                     continue;
                 }
+                // The row's first block has nothing to merge with either (the merge would give
+                // the same bits: 0 + sb, 0 + cb, bm): a generic kernel's short rows, one block,
+                // skip its two exps, which held each row's chain (fwd 24824x33 2.9 -> 4.6 GB/s).
+                BasicBlock* first = BasicBlock::Create(C, "block.first", fn);
+                BasicBlock* merge = BasicBlock::Create(C, "block.merge", fn);
+                BasicBlock* merged = BasicBlock::Create(C, "block.merged", fn);
+                B.CreateCondBr(B.CreateICmpEQ(b0, ConstantInt::get(I64, 0)), first, merge);
+                B.SetInsertPoint(first);
+                store_row(sb, cb, bm);
+                B.CreateBr(merged);
+                B.SetInsertPoint(merge);
                 Value* Mo = B.CreateLoad(F, r.M);
                 Value* Co = B.CreateLoad(F, r.Cnt);
                 Value* So = B.CreateLoad(F, r.Sum);
@@ -408,9 +422,9 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
                 Value* t2 = B.CreateSelect(blk_top, sb, B.CreateFMul(B.CreateFAdd(cb, sb), exp(B.CreateFSub(bm, Mn))));
                 Value* c1 = B.CreateSelect(old_top, Co, cf(0.0));
                 Value* c2 = B.CreateSelect(blk_top, cb, cf(0.0));
-                B.CreateStore(B.CreateFAdd(t1, t2), r.Sum);
-                B.CreateStore(B.CreateFAdd(c1, c2), r.Cnt);
-                B.CreateStore(Mn, r.M);
+                store_row(B.CreateFAdd(t1, t2), B.CreateFAdd(c1, c2), Mn);
+                B.CreateBr(merged);
+                B.SetInsertPoint(merged);
             }
         });
         if (pipe) pending_finish();
