@@ -294,13 +294,14 @@ void Em::pending_init() {
     pending.row = alloca(B.getInt1Ty());
     pending.out = alloca(B.getPtrTy());
     pending.M = alloca(F);
-    pending.lo = alloca(F);
+    pending.total = alloca(F);
     pending.factor = alloca(F);
     pending.stream = alloca(B.getInt1Ty());
     pending.y = alloca(I64);
     pending.at_y = alloca(storage(d));
     pending.label = !P.labels_after_loop(P.passes.back(), true).empty();
-    for (AllocaInst* a : {pending.M, pending.lo, pending.factor}) B.CreateStore(cf(0.0), a);  // then a past row's
+    for (AllocaInst* a : {pending.M, pending.factor}) B.CreateStore(cf(0.0), a);  // then a past row's
+    B.CreateStore(cf(1.0), pending.total);
     B.CreateStore(ConstantInt::get(I64, 0), pending.y);
     pending_none();
 }
@@ -318,7 +319,7 @@ void Em::pending_carry() {
     if (cache_sum) whole_row_softmax();  // the row is one block: its factor, and the label's element from it
     B.CreateStore(row_base[slot], pending.out);
     B.CreateStore(cache_M, pending.M);
-    B.CreateStore(cache_lo, pending.lo);
+    B.CreateStore(cache_total, pending.total);
     if (row_factor) B.CreateStore(row_factor, pending.factor);
     Value* streams = row_streams(slot);
     B.CreateStore(streams ? streams : B.getFalse(), pending.stream);
@@ -334,7 +335,7 @@ void Em::pending_carry() {
 Value* Em::pending_block_factor(Value* b0) {
     if (P.row_is_one_block()) return B.CreateLoad(F, pending.factor);
     Value* bm = B.CreateLoad(F, scratch_block_max(B.CreateUDiv(b0, ConstantInt::get(I64, static_cast<std::int64_t>(P.block)))));
-    return softmax_factor(bm, B.CreateLoad(F, pending.M), B.CreateLoad(F, pending.lo));
+    return softmax_factor(bm, B.CreateLoad(F, pending.M), B.CreateLoad(F, pending.total));
 }
 
 void Em::pending_vector(Value* i, Value* mask) {

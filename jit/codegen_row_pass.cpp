@@ -470,8 +470,9 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
                 hi = B.CreateLoad(F, r.M);
                 Value *cnt = B.CreateLoad(F, r.Cnt), *sum = B.CreateLoad(F, r.Sum);
                 rest = B.CreateFAdd(B.CreateFSub(cnt, cf(1.0)), sum);
+                if (r.node == P.cache_lse) cache_total = B.CreateFAdd(cnt, sum);
                 if (r.node == P.cache_lse && P.row_is_one_block()) {  // Em::cache_sum
-                    cache_sum = B.CreateFAdd(cnt, sum);
+                    cache_sum = cache_total;
                     cache_rest = rest;
                 }
             } else {
@@ -503,6 +504,7 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
                 rest = B.CreateFAdd(B.CreateFSub(hsum(cnt), cf(1.0)), hsum(tot));
             }
             lse_hi[static_cast<std::size_t>(r.node)] = hi;
+            if (r.node == P.cache_lse) cache_M = hi;
             if (P.batched_tail) {
                 lse_rest[static_cast<std::size_t>(r.node)] = rest;
                 break;
@@ -510,10 +512,6 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
             Value* lo = emit_log1p(B, rest);
             lse_lo[static_cast<std::size_t>(r.node)] = lo;
             res = B.CreateFAdd(hi, lo);
-            if (r.node == P.cache_lse) {
-                cache_M = hi;
-                cache_lo = lo;
-            }
             break;
         }
         default: break;

@@ -119,6 +119,33 @@ TEST_CASE("limits: +inf logits give a +inf or NaN loss and a NaN gradient at the
     }
 }
 
+// A row longer than one block (Plan::block) whose first block is all -inf (masked) and whose max
+// is far below 0: that block's softmax factor was exp(0 - max - lo) = inf, and its gradient
+// 0 * inf = NaN where it is 0. Generic, specialized, and pipelined rows (K a multiple of 16).
+TEST_CASE("limits: a block of -inf alone below a max of -100 has gradient 0, not NaN") {
+    for (std::size_t K : {std::size_t{0}, std::size_t{70001}, std::size_t{70000}}) {
+        const std::size_t k = K ? K : 70001;
+        const Kernel kern = ce(K);
+        INFO("K " << k << (K ? " specialized" : " generic") << "; " << kern.schedule());
+        REQUIRE(k > 2 * jit::make_plan(kern.graph(), CompileOptions{}, jit::host()).block);
+        Rows d(2, k);
+        for (std::size_t r = 0; r < 2; ++r)
+            for (std::size_t j = 0; j < k; ++j) d.u[r * k + j] = j < k / 2 ? -INFINITY : -100.0f - static_cast<float>(j % 7);
+        d.y = {60000, 50000};
+        kern.run(d.batch());
+        for (std::size_t r = 0; r < 2; ++r) {
+            long double lse = 0;
+            CHECK(d.loss[r] == Approx(static_cast<double>(reference_loss(&d.u[r * k], k, d.y[r], lse))).epsilon(1e-5));
+            std::size_t wrong = 0;
+            for (std::size_t j = 0; j < k; ++j) {
+                const long double want = expl(static_cast<long double>(d.u[r * k + j]) - lse) - (static_cast<std::int64_t>(j) == d.y[r] ? 1 : 0);
+                wrong += !(std::fabs(static_cast<long double>(d.g[r * k + j]) - want) <= 1e-6L * std::fabs(want) + 1e-30L);
+            }
+            CHECK(wrong == 0);
+        }
+    }
+}
+
 TEST_CASE("limits: K = 10^7 specialized and generic; memory bounded by one scratch row per thread") {
     constexpr std::size_t K = 10000000, N = 2;
     Rows d(N, K);
