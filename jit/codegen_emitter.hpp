@@ -555,9 +555,10 @@ public:
         f->addIncoming(e, below_end);
         return B.CreateFDiv(f, total);
     }
-    // Plan::pipelined: the row whose last pass is pending (its gradient row, logsumexp, whether
-    // it streams, and its element at the label, computed while its inputs were intact), and
-    // while a block of the next row's exp loop is emitted, that row's factor for the block.
+    // Plan::pipelined: the row whose last pass is pending (its gradient row, max and sum of
+    // exp(x - max), whether it streams, and its element at the label, computed while its inputs
+    // were intact), and while a block of the next row's exp loop is emitted, that row's factor
+    // for the block.
     struct Pending {
         AllocaInst *row = nullptr, *out = nullptr, *M = nullptr, *total = nullptr, *factor = nullptr, *stream = nullptr, *y = nullptr,
                    *at_y = nullptr;
