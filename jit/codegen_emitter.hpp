@@ -511,6 +511,7 @@ public:
     // factor is then 1 / sum, a division where the exp waited on the loss's log1p, and
     // cache_top is softmax - 1 at a kept exp of 1 (a maximal element), -rest / sum: softmax - 1
     // needs no expm1 of its own (a kept exp below 1 is a softmax below 1/2: p - 1 does not cancel).
+    // cache_rest is set for rows of any length, row by row (label_minus_one).
     Value *cache_sum = nullptr, *cache_rest = nullptr;
     Value* cache_top = nullptr;
     // The same two per row, unsplatted: for a gather of the cached softmax (row by row), where

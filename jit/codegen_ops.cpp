@@ -55,6 +55,11 @@ bool cached_softmax(Em& e, int i, const Ctx& c) {
     const bool here = c.mode == Ctx::lanes ? e.cache_factor != nullptr : c.mode == Ctx::gather && e.row_factor;
     return e.P.g[i].op == Op::softmax && here && e.P.lse_of[static_cast<std::size_t>(i)] == e.P.cache_lse;
 }
+// A gather of the cached softmax where no row factor is (a row of several blocks, or before the
+// last pass): exp(x_y - max) / sum, from the sums and not the log1p (Plan::batched_tail).
+bool gathered_from_sums(Em& e, int i, const Ctx& c) {
+    return c.mode == Ctx::gather && e.P.g[i].op == Op::softmax && e.P.lse_of[static_cast<std::size_t>(i)] == e.P.cache_lse && e.cache_total;
+}
 // The kept exps exp(x - block max) of context c.
 Value* kept_exp(Em& e, Ctx& c) {
     if (e.rows) return e.rows_staged(e.rows_exp, c.index);
@@ -67,20 +72,33 @@ Value* cache_top(Em& e, const Ctx& c) { return c.mode == Ctx::gather ? e.row_top
 
 Value* v_softmax(Em& e, int i, Ctx& c) {
     if (cached_softmax(e, i, c)) return e.B.CreateFMul(kept_exp(e, c), cache_factor(e, c));
+    if (gathered_from_sums(e, i, c)) return e.B.CreateFDiv(e.exp(e.B.CreateFSub(e.V(e.P.g[i].a, c), e.cache_M)), e.cache_total);
     Value* x = minus_logsumexp(e, i, c);
     return e.P.g[i].op == Op::softmax ? e.exp(x) : x;
 }
 
+// softmax(sm's argument) - 1 at the label, the gather context g: expm1(x_y - lse); for the
+// cached softmax, from its logsumexp's max M, sum total and rest = total - 1, known before the
+// log1p (Plan::batched_tail leaves that to the batch): -rest / total where x_y is the max, else
+// exp(x_y - M) / total - 1, where p_y <= 1/2 (the max's 1 is in the sum): no cancellation.
+Value* label_minus_one(Em& e, int sm, Ctx& g) {
+    if (e.P.lse_of[static_cast<std::size_t>(sm)] != e.P.cache_lse || !e.cache_total) return emit_expm1(e.B, minus_logsumexp(e, sm, g));
+    auto& B = e.B;
+    Value* d = B.CreateFSub(e.V(e.P.g[sm].a, g), e.cache_M);  // NaN at a +inf max: NaN, as expm1
+    Value* top = B.CreateFNeg(B.CreateFDiv(e.cache_rest, e.cache_total));
+    Value* below = B.CreateFSub(B.CreateFDiv(e.exp(d), e.cache_total), e.cf(1.0));
+    return B.CreateSelect(B.CreateFCmpOEQ(d, e.cf(0.0)), top, below);
+}
+
 // softmax(x) - onehot(y), the cross-entropy gradient: at the label's column it cancels as
 // p_y -> 1 (fp32 gives 0 where the value is -1.5e-8, an error of 100%), so there it is
-// expm1(x_y - lse) instead, one scalar per row, or from a cached softmax whose row is one block
+// label_minus_one instead, one scalar per row, or from a cached softmax whose row is one block
 // (across rows, or K known within Plan::block) minus the others' share (Em::cache_top); every
 // element keeps its relative digits.
 Value* v_sub(Em& e, int i, Ctx& c) {
     const Node& n = e.P.g[i];
     if (e.onehot_off && c.mode == Ctx::lanes && e.P.g[n.b].op == Op::onehot) return e.V(n.a, c);
-    Value* d = v_elementwise(e, i, c);
-    if (!e.vec(i) || e.P.g[n.a].op != Op::softmax || e.P.g[n.b].op != Op::onehot) return d;
+    if (!e.vec(i) || e.P.g[n.a].op != Op::softmax || e.P.g[n.b].op != Op::onehot) return v_elementwise(e, i, c);
     if (cache_top(e, c) && cached_softmax(e, n.a, c)) {
         auto& B = e.B;
         Value* kept = kept_exp(e, c);
@@ -89,10 +107,14 @@ Value* v_sub(Em& e, int i, Ctx& c) {
         Value* at_label = B.CreateSelect(B.CreateFCmpOEQ(kept, one), cache_top(e, c), B.CreateFSub(p, one));
         return B.CreateSelect(B.CreateFCmpOEQ(e.V(n.b, c), one), at_label, p);
     }
+    const int y = e.P.g[n.b].a;
     Value* at_label = e.row_scalar(i, [&] {
-        Ctx g = e.gather_ctx(e.label_index(e.P.g[n.b].a));
-        return emit_expm1(e.B, minus_logsumexp(e, n.a, g));
+        Ctx g = e.gather_ctx(e.label_index(y));
+        return label_minus_one(e, n.a, g);
     });
+    // the element at the onehot's own label (Plan::labels_after_loop's gather): that alone
+    if (c.mode == Ctx::gather && c.index == e.label_index(y)) return at_label;
+    Value* d = v_elementwise(e, i, c);
     Value* hit = e.B.CreateFCmpOEQ(e.V(n.b, c), ConstantFP::get(d->getType(), 1.0));
     return e.B.CreateSelect(hit, d->getType()->isVectorTy() ? e.splat(at_label) : at_label, d);
 }

@@ -470,10 +470,10 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
                 hi = B.CreateLoad(F, r.M);
                 Value *cnt = B.CreateLoad(F, r.Cnt), *sum = B.CreateLoad(F, r.Sum);
                 rest = B.CreateFAdd(B.CreateFSub(cnt, cf(1.0)), sum);
-                if (r.node == P.cache_lse) cache_total = B.CreateFAdd(cnt, sum);
-                if (r.node == P.cache_lse && P.row_is_one_block()) {  // Em::cache_sum
-                    cache_sum = cache_total;
+                if (r.node == P.cache_lse) {
+                    cache_total = B.CreateFAdd(cnt, sum);
                     cache_rest = rest;
+                    if (P.row_is_one_block()) cache_sum = cache_total;  // Em::cache_sum
                 }
             } else {
                 std::vector<Value*> ms, ss;

@@ -52,31 +52,28 @@ bool reads_row_elements_only(const Plan& p, int i) {
 }
 
 // Plan::batched_tail with a gradient pass: two passes, the first of reductions alone, the second
-// of writes alone, whose elements read the first's logsumexps only through the cached softmax of
-// a row that is one block: kept exp / sum (Em::whole_row_softmax), the sum known before the
-// log1p. Anything else there (log_softmax, a softmax recomputed, the logsumexp itself, as
-// z-loss's gradient reads it, or a gather of any of them, such as at(softmax(u), y), taken
-// before the pass and its cached factors) wants the row's log1p before its pass.
+// of writes alone, which read the first's logsumexps only through the cached softmax: kept exp
+// * exp(block max - max) / sum (Em::cached_softmax_factor; kept exp / sum where the row is one
+// block, Em::whole_row_softmax), exp(x_y - max) / sum at a gather, and softmax - 1 at the label
+// from the sums too (label_minus_one), all known before the log1p. Anything else there
+// (log_softmax, a softmax recomputed, the logsumexp itself, as z-loss's gradient reads it), or
+// in a gather taken before the gradient pass, wants the row's log1p before its pass.
 bool gradient_pass_reads_no_log1p(const Plan& p) {
-    if (p.passes.size() != 2 || !p.passes[0].writes.empty() || !p.passes[1].reductions.empty() || p.cache_lse < 0 || !p.row_is_one_block())
-        return false;
+    if (p.passes.size() != 2 || !p.passes[0].writes.empty() || !p.passes[1].reductions.empty() || p.cache_lse < 0) return false;
     std::vector<char> seen(static_cast<std::size_t>(p.g.size()), 0);
-    auto reads_lse = [&](auto& self, int i, bool elements) -> bool {
-        if (i < 0) return false;
-        elements = elements && p.vector_node[static_cast<std::size_t>(i)];
-        const char bit = elements ? 2 : 1;  // a node is seen once as elements and once as a scalar
-        if (seen[static_cast<std::size_t>(i)] & bit) return false;
-        seen[static_cast<std::size_t>(i)] |= bit;
+    auto reads_lse = [&](auto& self, int i) -> bool {
+        if (i < 0 || seen[static_cast<std::size_t>(i)]) return false;
+        seen[static_cast<std::size_t>(i)] = 1;
         const Node& n = p.g[i];
         const int l = p.lse_of[static_cast<std::size_t>(i)];
-        if (elements && n.op == Op::softmax && l == p.cache_lse) return false;
+        if (n.op == Op::softmax && l == p.cache_lse) return false;
         if (n.op == Op::logsumexp || l >= 0) return true;
-        return self(self, n.a, elements) || self(self, n.b, elements);
+        return self(self, n.a) || self(self, n.b);
     };
     for (int w : p.passes[1].writes)
-        if (reads_lse(reads_lse, p.g.outputs()[static_cast<std::size_t>(w)].root, true)) return false;
+        if (reads_lse(reads_lse, p.g.outputs()[static_cast<std::size_t>(w)].root)) return false;
     for (int i = 0; i < p.g.size(); ++i)  // the gathers taken before the gradient pass
-        if (p.g[i].op == Op::at && p.depth[static_cast<std::size_t>(i)] == 1 && reads_lse(reads_lse, i, false)) return false;
+        if (p.g[i].op == Op::at && p.depth[static_cast<std::size_t>(i)] == 1 && reads_lse(reads_lse, i)) return false;
     return true;
 }
 
@@ -411,8 +408,9 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
     // (gradient_pass_reads_no_log1p), the chain sat between the passes, where the gradient
     // needs only the sum: fwd+bwd 131072x33 3.5 -> 5.0 GB/s, x50 4.7 -> 6.5, x64 6.9 -> 9.0,
     // x100 7.7 -> 9.0, 512x1000 (in cache) 1.06x, 8192x1000 (memory) 1.00x, bf16 24824x33
-    // 1.33x; for 18% more instructions in compile() (the K = 100 loss + gradient kernel 71.3
-    // -> 84.5 M, callgrind). LOSSJIT_BATCHED_TAIL=0 turns it off (for comparisons).
+    // 1.33x; generic K 24824x33 2.31 -> 3.24, 8192x100 5.4 -> 7.1, 512x1000 1.09x; for more
+    // instructions in compile() (callgrind: the K = 100 loss + gradient kernel 71.3 -> 84.5 M,
+    // generic K 111.8 -> 126.2 M). LOSSJIT_BATCHED_TAIL=0 turns it off (for comparisons).
     static const bool batched_tail = !turned_off("LOSSJIT_BATCHED_TAIL");
     const bool loss_alone = p.passes.size() == 1 && p.passes[0].writes.empty();
     if (batched_tail && !p.rows && !p.pipelined && (loss_alone || gradient_pass_reads_no_log1p(p))) {
