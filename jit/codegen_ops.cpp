@@ -82,7 +82,7 @@ Value* v_softmax(Em& e, int i, Ctx& c) {
 // log1p (Plan::batched_tail leaves that to the batch): -rest / total where x_y is the max, else
 // exp(x_y - M) / total - 1, where p_y <= 1/2 (the max's 1 is in the sum): no cancellation.
 Value* label_minus_one(Em& e, int sm, Ctx& g) {
-    if (e.P.lse_of[static_cast<std::size_t>(sm)] != e.P.cache_lse || !e.cache_total) return emit_expm1(e.B, minus_logsumexp(e, sm, g));
+    if (!gathered_from_sums(e, sm, g)) return emit_expm1(e.B, minus_logsumexp(e, sm, g));
     auto& B = e.B;
     Value* d = B.CreateFSub(e.V(e.P.g[sm].a, g), e.cache_M);  // NaN at a +inf max: NaN, as expm1
     Value* top = B.CreateFNeg(B.CreateFDiv(e.cache_rest, e.cache_total));

@@ -243,6 +243,7 @@ void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector
         B.SetInsertPoint(frow);
         row_setup(r2);
         std::fill(e.scal.begin(), e.scal.end(), nullptr);  // the row's scalars, anew
+        e.cache_M = e.cache_total = e.cache_rest = nullptr;  // the row body's: a softmax here is from the lse
         Value* tail_lane = B.CreateSub(r2, b);
         for (const Kept& k : kept) {
             const auto n = static_cast<std::size_t>(k.node);
