@@ -53,12 +53,12 @@ Value* minus_logsumexp(Em& e, int i, Ctx& c) {
 // A gather is one where the row is one block (Em::row_factor).
 bool cached_softmax(Em& e, int i, const Ctx& c) {
     const bool here = c.mode == Ctx::lanes ? e.cache_factor != nullptr : c.mode == Ctx::gather && e.row_factor;
-    return e.P.g[i].op == Op::softmax && here && e.P.lse_of[static_cast<std::size_t>(i)] == e.P.cache_lse;
+    return here && e.P.cached_softmax(i);
 }
 // A gather of the cached softmax where no row factor is (a row of several blocks, or before the
 // last pass): exp(x_y - max) / sum, from the sums and not the log1p (Plan::batched_tail).
 bool gathered_from_sums(Em& e, int i, const Ctx& c) {
-    return c.mode == Ctx::gather && e.P.g[i].op == Op::softmax && e.P.lse_of[static_cast<std::size_t>(i)] == e.P.cache_lse && e.cache_total;
+    return c.mode == Ctx::gather && e.cache_total && e.P.cached_softmax(i);
 }
 // The kept exps exp(x - block max) of context c.
 Value* kept_exp(Em& e, Ctx& c) {
@@ -86,7 +86,7 @@ Value* label_minus_one(Em& e, int sm, Ctx& g) {
     auto& B = e.B;
     Value* d = B.CreateFSub(e.V(e.P.g[sm].a, g), e.cache_M);  // NaN at a +inf max: NaN, as expm1
     Value* top = B.CreateFNeg(B.CreateFDiv(e.cache_rest, e.cache_total));
-    Value* below = B.CreateFSub(B.CreateFDiv(e.exp(d), e.cache_total), e.cf(1.0));
+    Value* below = B.CreateFSub(e.V(sm, g), e.cf(1.0));  // the softmax's gather from the sums
     return B.CreateSelect(B.CreateFCmpOEQ(d, e.cf(0.0)), top, below);
 }
 

@@ -64,10 +64,9 @@ bool gradient_pass_reads_no_log1p(const Plan& p) {
     auto reads_lse = [&](auto& self, int i) -> bool {
         if (i < 0 || seen[static_cast<std::size_t>(i)]) return false;
         seen[static_cast<std::size_t>(i)] = 1;
+        if (p.cached_softmax(i)) return false;
         const Node& n = p.g[i];
-        const int l = p.lse_of[static_cast<std::size_t>(i)];
-        if (n.op == Op::softmax && l == p.cache_lse) return false;
-        if (n.op == Op::logsumexp || l >= 0) return true;
+        if (n.op == Op::logsumexp || p.lse_of[static_cast<std::size_t>(i)] >= 0) return true;
         return self(self, n.a) || self(self, n.b);
     };
     for (int w : p.passes[1].writes)
@@ -377,8 +376,7 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
         p.cache_lse >= 0 && p.passes.size() == 2 && p.passes[1].reductions.empty() && p.passes[1].writes.size() == 1) {
         const int root = p.g.outputs()[static_cast<std::size_t>(p.passes[1].writes[0])].root;
         const Node& n = p.g[root];
-        auto cached = [&](int i) { return p.g[i].op == Op::softmax && p.lse_of[static_cast<std::size_t>(i)] == p.cache_lse; };
-        p.pipelined = cached(root) || (n.op == Op::sub && cached(n.a) && p.g[n.b].op == Op::onehot);
+        p.pipelined = p.cached_softmax(root) || (n.op == Op::sub && p.cached_softmax(n.a) && p.g[n.b].op == Op::onehot);
     }
     // Max ahead: the next row's max loop streams its row from memory (or L2) with a load and a
     // max a vector, under no arithmetic; taken in this row's exp loop, which the FP units bound,

@@ -93,6 +93,8 @@ struct Plan {
     // per-thread scratch row, so that softmax of the same argument in the last pass is a load
     // and a multiply instead of a second exp (-1: none). See scratch_elems.
     int cache_lse = -1;
+    // Whether node i is that softmax (of cache_lse's argument): read as kept exps times a factor.
+    bool cached_softmax(int i) const { return g[i].op == Op::softmax && lse_of[static_cast<std::size_t>(i)] == cache_lse; }
     // Across rows: lanes are VW consecutive rows (short rows, K known); see codegen_rows.cpp.
     bool rows = false;
     // Across rows, a vector output whose rows are not whole cache lines, or are one line, has
