@@ -121,7 +121,7 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
     AllocaInst* masked_acc = e.alloca(e.D);
     B.CreateStore(ConstantFP::get(e.D, 0.0), masked_acc);
     // per logsumexp: the argument and (cached) the exps, K vectors each
-    const auto Kc = static_cast<std::uint64_t>(P.K);
+    const auto Kc = static_cast<std::uint64_t>(P.rows_columns());
     std::vector<AllocaInst*> arg_of(static_cast<std::size_t>(P.g.size()), nullptr), exp_of(static_cast<std::size_t>(P.g.size()), nullptr);
     auto array = [&] {
         IRBuilder<> eb(&fn->getEntryBlock(), fn->getEntryBlock().begin());
@@ -204,7 +204,7 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
     // trip through the stack, and the loop's counting goes (65536 x 10 fwd+bwd 1.08x, fwd
     // 1.04x, bf16 1.05x; 32768 x 32 1.07x). compile() at K = 10: 126 -> 142 M instructions.
     // The exp loops stay loops: unrolled as well, they ran no faster and added 40% more.
-    const bool unroll_short = P.K <= static_cast<std::size_t>(VW);
+    const bool unroll_short = P.K != 0 && P.K <= static_cast<std::size_t>(VW);
     auto columns = [&](const std::function<void(Value*)>& f, bool unrolled) {
         if (unrolled) {
             for (unsigned j = 0; j < static_cast<unsigned>(P.K); ++j) f(ConstantInt::get(e.I64, j));
@@ -225,15 +225,34 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
     };
     auto slot_ptr_of = [&](AllocaInst* a, Value* j) { return B.CreateGEP(e.VF, a, j); };
 
-    // A block's rows of a vector slot in chunks of VW columns: chunk c holds columns c VW ..
-    // c VW + width - 1 of the VW rows, row l one (masked) vector load or store at its row
-    // base, whatever the stride; a VW x VW transpose turns rows into columns and back.
-    const auto K32 = static_cast<unsigned>(P.K);
-    auto for_chunks = [&](const std::function<void(unsigned c, unsigned width, Value* lane_ok)>& f) {
-        for (unsigned c = 0; c * VW < K32; ++c) {
-            const unsigned width = std::min(VW, K32 - c * VW);
-            f(c, width, B.CreateICmpULT(lanes, e.splat(ConstantInt::get(e.I32, width))));
+    // A block's rows of a vector slot in chunks of VW columns: the chunk from column c0 holds
+    // columns c0 .. c0 + width - 1 of the VW rows, row l one (masked) vector load or store at
+    // its row base, whatever the stride; a VW x VW transpose turns rows into columns and back.
+    // For generic K the chunks are a loop, each of width VW (columns past K are staged but never
+    // read, and never stored) with its mask from K: one loop instead of rows_max_k / VW chunks
+    // spelled out, which compile() would pay for in every generic kernel.
+    auto for_chunks = [&](const std::function<void(Value* c0, unsigned width, Value* lane_ok)>& f) {
+        if (P.K) {
+            const auto K32 = static_cast<unsigned>(P.K);
+            for (unsigned c0 = 0; c0 < K32; c0 += VW) {
+                const unsigned width = std::min(VW, K32 - c0);
+                f(ConstantInt::get(e.I64, c0), width, B.CreateICmpULT(lanes, e.splat(ConstantInt::get(e.I32, width))));
+            }
+            return;
         }
+        BasicBlock* pre = B.GetInsertBlock();
+        BasicBlock* lb = BasicBlock::Create(C, "chunk", fn);
+        BasicBlock* lx = BasicBlock::Create(C, "chunk.exit", fn);
+        B.CreateBr(lb);
+        B.SetInsertPoint(lb);
+        PHINode* c0 = B.CreatePHI(e.I64, 2);
+        c0->addIncoming(ConstantInt::get(e.I64, 0), pre);
+        Value* left = B.CreateTrunc(B.CreateSub(e.K, c0), e.I32);  // columns from c0 on
+        f(c0, VW, B.CreateICmpSLT(lanes, e.splat(left)));
+        Value* next = B.CreateAdd(c0, ConstantInt::get(e.I64, VW));
+        c0->addIncoming(next, B.GetInsertBlock());
+        B.CreateCondBr(B.CreateICmpULT(next, e.K), lb, lx);
+        B.SetInsertPoint(lx);
     };
     // Row l of the block, clamped to the block's last row: a block past the end of the rows
     // loads its last row again in the lanes beyond, and stores them there first (rows are
@@ -241,24 +260,25 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
     // then has the constant mask of its chunk's columns: a mask per row (a compare and a move
     // to a mask register each, kept for the stores) cost more than the loads.
     Value* last_row = B.CreateSub(B.CreateSub(re, r0), ConstantInt::get(e.I64, 1));
-    auto row_ptr = [&](std::size_t s, unsigned l, unsigned c) {
+    auto row_ptr = [&](std::size_t s, unsigned l, Value* c0) {
         Value* li = ConstantInt::get(e.I64, l);
         Value* row = l == 0 ? li : B.CreateSelect(B.CreateICmpSLT(last_row, li), last_row, li);
-        Value* at = B.CreateAdd(B.CreateMul(row, e.slot_stride[s]), ConstantInt::get(e.I64, c * VW));
+        Value* at = B.CreateAdd(B.CreateMul(row, e.slot_stride[s]), c0);
         return B.CreateGEP(e.storage(P.slots[s].dtype), e.row_base[s], at);
     };
+    auto column_ptr = [&](AllocaInst* a, Value* c0, unsigned j) { return B.CreateGEP(e.VF, a, B.CreateAdd(c0, ConstantInt::get(e.I64, j))); };
     for (std::size_t s = 0; s < ns; ++s) {
         AllocaInst* cols = e.rows_cols[s];
         if (!cols) continue;
         const DType d = P.slots[s].dtype;
         auto* vt = FixedVectorType::get(e.storage(d), VW);
-        for_chunks([&](unsigned c, unsigned width, Value* lane_ok) {
+        for_chunks([&](Value* c0, unsigned width, Value* lane_ok) {
             std::vector<Value*> rows;
             for (unsigned l = 0; l < VW; ++l)
-                rows.push_back(e.to_compute(B.CreateMaskedLoad(vt, row_ptr(s, l, c), Align(size_of(d)), lane_ok, Constant::getNullValue(vt)), d));
+                rows.push_back(e.to_compute(B.CreateMaskedLoad(vt, row_ptr(s, l, c0), Align(size_of(d)), lane_ok, Constant::getNullValue(vt)), d));
             std::vector<Value*> col = transpose(B, rows, VW, e.VF);
             for (unsigned j = 0; j < width; ++j)  // skipped rows read as 0, whatever they hold
-                B.CreateAlignedStore(B.CreateSelect(e.rowmask, col[j], ConstantFP::get(e.VF, 0.0)), B.CreateConstGEP1_64(e.VF, cols, c * VW + j), Align(64));
+                B.CreateAlignedStore(B.CreateSelect(e.rowmask, col[j], ConstantFP::get(e.VF, 0.0)), column_ptr(cols, c0, j), Align(64));
         });
     }
     // the vector outputs written by a pass, from their staged columns
@@ -266,11 +286,11 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
         for (int w : ps.writes) {
             const std::size_t s = P.output_slot(w);
             const DType d = P.slots[s].dtype;
-            for_chunks([&](unsigned c, unsigned width, Value* lane_ok) {
+            for_chunks([&](Value* c0, unsigned width, Value* lane_ok) {
                 std::vector<Value*> col(VW, nullptr);
-                for (unsigned j = 0; j < width; ++j) col[j] = B.CreateAlignedLoad(e.VF, B.CreateConstGEP1_64(e.VF, out_cols[s], c * VW + j), Align(64));
+                for (unsigned j = 0; j < width; ++j) col[j] = B.CreateAlignedLoad(e.VF, column_ptr(out_cols[s], c0, j), Align(64));
                 std::vector<Value*> rows = transpose(B, col, VW, e.VF);
-                for (unsigned l = VW; l-- > 0;) B.CreateMaskedStore(e.to_storage(rows[l], d), row_ptr(s, l, c), Align(size_of(d)), lane_ok);
+                for (unsigned l = VW; l-- > 0;) B.CreateMaskedStore(e.to_storage(rows[l], d), row_ptr(s, l, c0), Align(size_of(d)), lane_ok);
             });
         }
     };
@@ -407,7 +427,7 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
                 // element counts (all -inf)
                 Value* hi = row_max[static_cast<std::size_t>(r)];
                 // (the elements at the max: the K columns less those below it)
-                Value* cnt = B.CreateFSub(ConstantFP::get(e.VF, static_cast<double>(P.K)), B.CreateLoad(e.VF, cnts[static_cast<std::size_t>(r)]));
+                Value* cnt = B.CreateFSub(e.Kf, B.CreateLoad(e.VF, cnts[static_cast<std::size_t>(r)]));
                 Value* rest = B.CreateFAdd(B.CreateFSub(cnt, ConstantFP::get(e.VF, 1.0)), v);
                 Value* lo = emit_log1p(B, rest);
                 e.lse_hi[static_cast<std::size_t>(r)] = hi;

@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <future>
 #include <iostream>
 #include <limits>
@@ -26,6 +28,14 @@ struct KernelImpl {
     Graph graph;
     jit::Plan plan;
     jit::Compiled code;
+    // Generic K: the kernel for rows of up to Plan::rows_max_k elements, across rows (its
+    // fn null where that strategy does not apply); run() picks it by the batch's K.
+    jit::Plan short_plan;
+    jit::Compiled short_code;
+    bool short_rows(std::size_t K) const { return short_code.fn && K <= short_plan.rows_columns(); }
+    const jit::Plan& plan_for(std::size_t K) const { return short_rows(K) ? short_plan : plan; }
+    const jit::Compiled& code_for(std::size_t K) const { return short_rows(K) ? short_code : code; }
+    double compile_ms = 0;  // the wall time of both
 };
 }  // namespace detail
 
@@ -101,6 +111,20 @@ int debug_level() {
     return level;
 }
 
+// Generic K: the short rows' kernel's text, headed by a line (after `comment`, the text's own
+// comment marker), then the long rows' one.
+std::string both(const detail::KernelImpl& k, const std::string& comment, const std::function<std::string(const jit::Plan&)>& text) {
+    if (!k.short_code.fn) return text(k.plan);
+    const std::string up_to = std::to_string(k.short_plan.rows_columns());
+    return comment + "rows of up to " + up_to + " elements: across rows\n" + text(k.short_plan) + comment + "rows of more than " + up_to +
+           " elements: row by row\n" + text(k.plan);
+}
+std::string schedule_text(const detail::KernelImpl& k) { return both(k, "", [](const jit::Plan& p) { return jit::to_string(p); }); }
+std::string ir_text(const detail::KernelImpl& k, bool optimized) {
+    return both(k, "; ", [&](const jit::Plan& p) { return jit::ir_text(p, optimized); });
+}
+std::string asm_text(const detail::KernelImpl& k) { return both(k, "# ", [](const jit::Plan& p) { return jit::asm_text(p); }); }
+
 Impl build(const Graph& g, const CompileOptions& o) {
     auto impl = std::make_shared<detail::KernelImpl>();
     impl->graph = g;
@@ -108,20 +132,27 @@ Impl build(const Graph& g, const CompileOptions& o) {
     std::string dir;
     if (o.cache)
         if (const char* d = std::getenv("LOSSJIT_CACHE_DIR"); d && *d) dir = d;
-    const std::string key = jit::cache_key(impl->plan);
-    impl->code = jit::build(impl->plan, key, dir);
+    // Generic K: the short rows' kernel compiles on a second thread beside the long rows' one
+    if (impl->plan.K == 0) impl->short_plan = jit::make_plan(g, o, jit::host(), true);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::future<jit::Compiled> short_code;
+    if (impl->short_plan.rows)
+        short_code = std::async(std::launch::async, [&] { return jit::build(impl->short_plan, jit::cache_key(impl->short_plan), dir); });
+    impl->code = jit::build(impl->plan, jit::cache_key(impl->plan), dir);
+    if (short_code.valid()) impl->short_code = short_code.get();
+    impl->compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     cache().compiles++;
     const int dl = debug_level();
     if (dl >= 2) {
-        std::cerr << "lossjit: graph\n" << jit::graph_text(impl->plan.g) << "lossjit: schedule\n" << jit::to_string(impl->plan);
+        std::cerr << "lossjit: graph\n" << jit::graph_text(impl->plan.g) << "lossjit: schedule\n" << schedule_text(*impl);
         std::cerr << "lossjit: machine code " << (impl->code.from_disk ? "loaded from the disk cache" : "compiled") << " in "
-                  << impl->code.ms << " ms for " << jit::host().cpu << "\n";
+                  << impl->compile_ms << " ms for " << jit::host().cpu << "\n";
     }
     if (dl >= 3) {
-        std::cerr << "lossjit: LLVM IR before optimization\n" << jit::ir_text(impl->plan, false);
-        std::cerr << "lossjit: LLVM IR after optimization\n" << jit::ir_text(impl->plan, true);
+        std::cerr << "lossjit: LLVM IR before optimization\n" << ir_text(*impl, false);
+        std::cerr << "lossjit: LLVM IR after optimization\n" << ir_text(*impl, true);
     }
-    if (dl >= 4) std::cerr << "lossjit: assembly\n" << jit::asm_text(impl->plan);
+    if (dl >= 4) std::cerr << "lossjit: assembly\n" << asm_text(*impl);
     return impl;
 }
 
@@ -193,9 +224,9 @@ CacheStats cache_stats() {
 }
 
 const Graph& Kernel::graph() const { return need(impl_).graph; }
-std::string Kernel::schedule() const { return jit::to_string(need(impl_).plan); }
-std::string Kernel::llvm_ir(bool optimized) const { return jit::ir_text(need(impl_).plan, optimized); }
-std::string Kernel::assembly() const { return jit::asm_text(need(impl_).plan); }
+std::string Kernel::schedule() const { return schedule_text(need(impl_)); }
+std::string Kernel::llvm_ir(bool optimized) const { return ir_text(need(impl_), optimized); }
+std::string Kernel::assembly() const { return asm_text(need(impl_)); }
 const std::vector<Slot>& Kernel::slots() const { return need(impl_).plan.slots; }
 std::size_t Kernel::row_length() const { return need(impl_).plan.K; }
 DType Kernel::dtype() const {
@@ -205,8 +236,11 @@ DType Kernel::dtype() const {
     return p.compute;
 }
 std::string Kernel::cpu() const { return jit::host().cpu; }
-bool Kernel::from_disk_cache() const { return need(impl_).code.from_disk; }
-double Kernel::compile_ms() const { return need(impl_).code.ms; }
+bool Kernel::from_disk_cache() const {
+    const detail::KernelImpl& k = need(impl_);
+    return k.code.from_disk && (!k.short_code.fn || k.short_code.from_disk);
+}
+double Kernel::compile_ms() const { return need(impl_).compile_ms; }
 
 // ---- run -------------------------------------------------------------------------------------
 
@@ -549,15 +583,16 @@ Result Kernel::run(const Batch& batch) const {
     const std::vector<std::size_t> ends = chunk_ends(N, row_bytes, T);
     std::vector<double> sums(ends.size() * nsum, 0.0);
     std::unique_ptr<std::uint8_t[]> state(new std::uint8_t[N ? N : 1]);  // written by the kernel, every row
-    const jit::KernelFn fn = k.code.fn;
+    const jit::KernelFn fn = k.code_for(K).fn;
     const auto Kv = static_cast<std::int64_t>(K);
     // Unbound per-row outputs are written to a per-thread scratch value (stride 0), so the
     // kernel needs no branch per row.
     // A kernel with cached softmax (Plan::cache_lse) gets a scratch row per thread after the
     // slots' pointers, 64-byte aligned, kept from run to run.
-    const std::size_t scratch_bytes = p.scratch_elems(K) * size_of(p.compute);
+    const jit::Plan& kp = k.plan_for(K);
+    const std::size_t scratch_bytes = kp.scratch_elems(K) * size_of(kp.compute);
     // Plan::stream_min_bytes: decided for the batch, not for a chunk
-    const std::int64_t stream = p.stream_min_bytes && N * row_bytes >= p.stream_min_bytes;
+    const std::int64_t stream = kp.stream_min_bytes && N * row_bytes >= kp.stream_min_bytes;
     std::atomic<std::size_t> next_chunk{0};
     auto work = [&] {
         double scratch = 0;

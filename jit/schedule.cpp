@@ -8,8 +8,6 @@
 namespace lossjit::jit {
 namespace {
 
-// Longest rows run across rows (Plan::rows).
-constexpr std::size_t kRowsMaxK = 32;
 // Pipelined rows from this K on (Plan::pipelined)
 constexpr std::size_t kPipelineMinK = 4096;
 // Longest rows (bytes of input a row) of a kernel with passes after the first to take the max ahead
@@ -129,7 +127,7 @@ std::string graph_text(const Graph& g) {
     return os.str();
 }
 
-Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
+Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, bool short_rows) {
     Plan p;
     if (in.outputs().empty()) throw error("compile: the graph has no outputs");
     if (o.dtype != DType::f32 && o.dtype != DType::f64 && o.dtype != DType::bf16)
@@ -355,9 +353,15 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t) {
 
     // Short rows of a known length: lanes across rows (vectors of VW rows, element j of each),
     // instead of one row at a time in vectors mostly masked off and a horizontal reduction per
-    // reduction and row. LOSSJIT_ACROSS_ROWS=0 turns it off (for comparisons).
+    // reduction and row. Generic K gets a second kernel for rows of up to rows_max_k elements
+    // (short_rows), which Kernel::run picks by the batch's K: fwd+bwd, one thread (ce_probe,
+    // alternating): 65536x2 0.24 -> 1.44 GB/s, 65536x10 1.37 -> 5.1 (specialized: 5.75),
+    // 65536x16 2.3 -> 6.4, 32768x32 3.9 -> 7.9, bf16 65536x10 1.19 -> 4.2; fwd 65536x10 2.1 ->
+    // 7.1. compile() of the generic loss + gradient kernel: 124 -> 255 M instructions in all,
+    // on two threads (kernel.cpp), so that a cold compile takes as long as before (22-23 ms
+    // fastest of 11). LOSSJIT_ACROSS_ROWS=0 turns it off (for comparisons).
     static const bool across = !turned_off("LOSSJIT_ACROSS_ROWS");
-    p.rows = across && p.K != 0 && p.K <= kRowsMaxK && !p.passes.empty();
+    p.rows = across && (p.K != 0 ? p.K <= Plan::rows_max_k : short_rows) && !p.passes.empty();
     p.group_budget = (t.avx512 ? 32 : 16) / 2;
     // Pipelined rows: one row's gradient pass is stores (to memory, past the L3 for large
     // batches) and a multiply, the next row's exp loop arithmetic; run apart, memory waits for
@@ -497,7 +501,8 @@ std::string to_string(const Plan& p) {
     std::ostringstream os;
     const Graph& g = p.g;
     os << "row program: " << p.passes.size() << (p.passes.size() == 1 ? " pass" : " passes") << " over a row of K = "
-       << (p.K ? std::to_string(p.K) : std::string("(generic)")) << ", " << to_string(p.compute) << " math, ";
+       << (p.K ? std::to_string(p.K) : p.rows ? "(generic, at most " + std::to_string(p.rows_columns()) + ")" : std::string("(generic)")) << ", "
+       << to_string(p.compute) << " math, ";
     if (p.rows) os << p.vector_width << " rows at once (lanes across rows: rows transposed in registers, lane-wise reductions)\n";
     else os << p.vector_width << " lanes x unroll " << p.unroll << (p.bf16_pairs ? " (bf16 pairs: a vector of the even elements and one of the odd)" : "") << "\n";
     os << "arguments:";

@@ -95,8 +95,12 @@ struct Plan {
     int cache_lse = -1;
     // Whether node i is that softmax (of cache_lse's argument): read as kept exps times a factor.
     bool cached_softmax(int i) const { return g[i].op == Op::softmax && lse_of[static_cast<std::size_t>(i)] == cache_lse; }
-    // Across rows: lanes are VW consecutive rows (short rows, K known); see codegen_rows.cpp.
+    // Across rows: lanes are VW consecutive rows (short rows); see codegen_rows.cpp. K known,
+    // or generic K's kernel for rows of up to rows_max_k elements (make_plan's short_rows).
     bool rows = false;
+    static constexpr std::size_t rows_max_k = 32;
+    // Across rows, the columns of a block's stack arrays: K, or rows_max_k for generic K.
+    std::size_t rows_columns() const { return K ? K : rows_max_k; }
     // Across rows, a vector output whose rows are not whole cache lines, or are one line, has
     // them prefetched for writing two blocks ahead: each row's masked store writes part of a
     // line, which takes a read for ownership first, and the hardware prefetchers, following
@@ -154,7 +158,9 @@ struct Plan {
     }
 };
 
-Plan make_plan(const Graph& g, const CompileOptions& o, const Target& t);
+// short_rows (generic K only): the plan of the kernel that runs rows of up to Plan::rows_max_k
+// elements across rows; its `rows` is false where that strategy does not apply.
+Plan make_plan(const Graph& g, const CompileOptions& o, const Target& t, bool short_rows = false);
 
 // Whether codegen's emitter table (codegen_ops.cpp) has an entry for the op; every op that can
 // appear in a Graph (all but Op::wildcard) must.

@@ -114,7 +114,9 @@ struct CompileOptions {
     // bf16 logits.
     std::vector<std::pair<std::string, DType>> dtypes;
     DType label_dtype = DType::i64;  // i32 or i64
-    // K baked into the kernel as a constant (specialized); 0 = any K, given at run time.
+    // K baked into the kernel as a constant (specialized); 0 = any K, given at run time: two
+    // kernels, compiled side by side, one for rows of up to 32 elements (across rows, as a
+    // specialized kernel's short rows) and one for longer rows (row by row).
     std::size_t row_length = 0;
     // Values of the graph's param inputs, fixed at compile time.
     std::vector<std::pair<std::string, double>> params;

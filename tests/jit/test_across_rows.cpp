@@ -8,10 +8,13 @@
 
 using namespace lossjit;
 
-TEST_CASE("short rows run across rows: every expression, partial row blocks, masks, +-80") {
-    for (std::size_t K : {1, 2, 10, 16, 32}) {
+// Generic K's kernel runs them too, in chunks of VW columns (a loop, each chunk's mask from K):
+// K = 16 and 17, 31 and 32 on either side of a chunk's end.
+TEST_CASE("short rows run across rows: every expression, partial row blocks, masks, +-80, specialized and generic") {
+    for (const std::size_t K : {1, 2, 10, 16, 17, 31, 32}) for (const bool generic : {false, true}) {
+        INFO("K = " << K << (generic ? ", generic" : ", specialized"));
         CompileOptions o;
-        o.row_length = K;
+        o.row_length = generic ? 0 : K;
         for (const jt::Case& c : jt::cases()) {
             // K = 1: label smoothing's loss is x - 0.9 x - 0.1 x = 0, an fp32 cancellation of a few
             // ulp of x (the one-row-at-a-time kernel gives the same values): a looser bound
@@ -30,6 +33,15 @@ TEST_CASE("short rows run across rows: every expression, partial row blocks, mas
     CompileOptions o;
     o.row_length = 33;  // longer rows: one row at a time
     CHECK(compile(jt::ce_hard(), o).schedule().find("rows at once") == std::string::npos);
+    o.row_length = 0;  // generic K: both kernels, each for its rows
+    const std::string both = compile(jt::ce_hard(), o).schedule();
+    const std::size_t longer = both.find("rows of more than 32 elements: row by row\n");
+    CHECK(both.rfind("rows of up to 32 elements: across rows\n", 0) == 0);
+    REQUIRE(longer != std::string::npos);
+    CHECK(both.find("rows at once") < longer);
+    CHECK(both.find("rows at once", longer) == std::string::npos);
+    CHECK(both.find("over a row of K = (generic, at most 32)") < longer);
+    CHECK(both.find("over a row of K = (generic),", longer) != std::string::npos);
 }
 
 TEST_CASE("across rows: strided rows, i32 labels, in place, threads") {
@@ -80,6 +92,24 @@ TEST_CASE("across rows: strided rows, i32 labels, in place, threads") {
     for (std::size_t i = 0; i < N * K; ++i) REQUIRE(xc[i] == gc[i]);
 }
 
+namespace {
+// One row at a time for reference: the rows padded with -inf to kPadded elements, past the
+// across-rows kernels' longest (their loss and softmax are the same, the padding's gradient 0).
+constexpr std::size_t kPadded = 40;
+std::vector<float> padded(const std::vector<float>& x, std::size_t N, std::size_t K) {
+    std::vector<float> p(N * kPadded, -INFINITY);
+    for (std::size_t r = 0; r < N; ++r) std::copy_n(x.begin() + static_cast<std::ptrdiff_t>(r * K), K, p.begin() + static_cast<std::ptrdiff_t>(r * kPadded));
+    return p;
+}
+Kernel one_row_at_a_time(const Graph& g) {
+    CompileOptions o;
+    o.row_length = kPadded;
+    Kernel k = compile(g, o);
+    REQUIRE(k.schedule().find("rows at once") == std::string::npos);
+    return k;
+}
+}  // namespace
+
 TEST_CASE("across rows: ignored and fully masked rows as one row at a time, mean reduction") {
     const std::size_t N = 40, K = 7;
     std::vector<float> x(N * K);
@@ -93,30 +123,37 @@ TEST_CASE("across rows: ignored and fully masked rows as one row at a time, mean
     x[20 * K + 2] = -INFINITY;  // a partly masked row counts
     CompileOptions spec;
     spec.row_length = K;
-    const Kernel across = compile(jt::ce_hard(), spec);
-    const Kernel one = compile(jt::ce_hard(), CompileOptions{});
+    const Kernel across = compile(jt::ce_hard(), spec), generic = compile(jt::ce_hard(), CompileOptions{});
+    const Kernel one = one_row_at_a_time(jt::ce_hard());
     REQUIRE(across.schedule().find("rows at once") != std::string::npos);
-    REQUIRE(one.schedule().find("rows at once") == std::string::npos);
-    auto run = [&](const Kernel& k, std::vector<float>& g, std::vector<float>& l) {
-        g.assign(N * K, NAN);
+    const std::vector<float> xp = padded(x, N, K);
+    auto run = [&](const Kernel& k, const std::vector<float>& u, std::size_t Ku, std::vector<float>& g, std::vector<float>& l) {
+        g.assign(N * Ku, NAN);
         l.assign(N, NAN);
         Batch b;
-        b.bind("u", matrix(static_cast<const float*>(x.data()), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
-        b.bind("grad.u", matrix(g.data(), N, K)).bind("loss", column(l.data(), N)).reduction(Reduction::mean);
+        b.bind("u", matrix(static_cast<const float*>(u.data()), N, Ku)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
+        b.bind("grad.u", matrix(g.data(), N, Ku)).bind("loss", column(l.data(), N)).reduction(Reduction::mean);
         return k.run(b);
     };
-    std::vector<float> ga, la, go, lo;
-    const Result ra = run(across, ga, la), ro = run(one, go, lo);
+    std::vector<float> ga, la, go, lo, gg, lg;
+    const Result ra = run(across, x, K, ga, la), ro = run(one, xp, kPadded, go, lo), rg = run(generic, x, K, gg, lg);
     CHECK(ra.ignored == 4);
     CHECK(ra.masked == 3);
     CHECK(ra.ignored == ro.ignored);
     CHECK(ra.masked == ro.masked);
     CHECK(ra.counted == ro.counted);
     CHECK(ra.loss() == Approx(ro.loss()).epsilon(1e-6));
+    CHECK((rg.ignored == ra.ignored && rg.masked == ra.masked && rg.counted == ra.counted));
+    CHECK(rg.loss() == ra.loss());  // the generic kernel's short rows: the same arithmetic
     for (std::size_t r = 0; r < N; ++r) {
         INFO("row " << r);
         CHECK(la[r] == Approx(lo[r]).epsilon(3e-6).margin(1e-7));
-        for (std::size_t j = 0; j < K; ++j) REQUIRE(ga[r * K + j] == Approx(go[r * K + j]).epsilon(3e-5).margin(3e-7));
+        CHECK(lg[r] == la[r]);
+        for (std::size_t j = 0; j < K; ++j) {
+            REQUIRE(ga[r * K + j] == Approx(go[r * kPadded + j]).epsilon(3e-5).margin(3e-7));
+            REQUIRE(gg[r * K + j] == ga[r * K + j]);
+        }
+        for (std::size_t j = K; j < kPadded; ++j) REQUIRE(go[r * kPadded + j] == 0.0f);
     }
 }
 
@@ -145,26 +182,27 @@ TEST_CASE("across rows: a gradient at two labels' columns as one row at a time")
         y[4] = t[30] = -100;  // ignored
         CompileOptions spec;
         spec.row_length = K;
-        const Kernel across = compile(g, spec), one = compile(g, CompileOptions{});
+        const Kernel across = compile(g, spec), one = one_row_at_a_time(g);
         REQUIRE(across.schedule().find("rows at once") != std::string::npos);
         REQUIRE(across.schedule().find("the element at") != std::string::npos);
-        auto run = [&](const Kernel& k, std::vector<float>& gr, std::vector<float>& l) {
-            gr.assign(N * K, NAN);
+        const std::vector<float> xp = padded(x, N, K);
+        auto run = [&](const Kernel& k, const std::vector<float>& u, std::size_t Ku, std::vector<float>& gr, std::vector<float>& l) {
+            gr.assign(N * Ku, NAN);
             l.assign(N, NAN);
             Batch b;
-            b.bind("u", matrix(static_cast<const float*>(x.data()), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
+            b.bind("u", matrix(static_cast<const float*>(u.data()), N, Ku)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
             b.bind("t", column(static_cast<const std::int64_t*>(t.data()), N));
-            b.bind("grad.u", matrix(gr.data(), N, K)).bind("loss", column(l.data(), N));
+            b.bind("grad.u", matrix(gr.data(), N, Ku)).bind("loss", column(l.data(), N));
             return k.run(b);
         };
         std::vector<float> ga, la, go, lo;
-        const Result ra = run(across, ga, la), ro = run(one, go, lo);
+        const Result ra = run(across, x, K, ga, la), ro = run(one, xp, kPadded, go, lo);
         CHECK(ra.ignored == 2);
         CHECK(ra.counted == ro.counted);
         for (std::size_t r = 0; r < N; ++r) {
             INFO("row " << r << ", labels " << y[r] << " " << t[r]);
             CHECK(la[r] == Approx(lo[r]).epsilon(3e-6).margin(1e-7));
-            for (std::size_t j = 0; j < K; ++j) REQUIRE(ga[r * K + j] == Approx(go[r * K + j]).epsilon(3e-5).margin(3e-7));
+            for (std::size_t j = 0; j < K; ++j) REQUIRE(ga[r * K + j] == Approx(go[r * kPadded + j]).epsilon(3e-5).margin(3e-7));
             if (r % 3 != 0 || y[r] < 0 || t[r] < 0) continue;
             double z = 0;  // the shared column's element: 2 p - 2
             for (std::size_t j = 0; j < K; ++j) z += std::exp(static_cast<double>(x[r * K + j]));
