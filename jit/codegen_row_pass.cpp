@@ -523,7 +523,7 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
 
 void Em::for_each_block(const std::function<void(Value*, Value*)>& body_of_block, std::size_t size, Value* lo, Value* hi) {
     if (size == 0) size = P.block;
-    if (!lo && P.K != 0 && P.K <= size) {
+    if (!lo && P.longest() != 0 && P.longest() <= size) {
         body_of_block(ConstantInt::get(I64, 0), K);
         return;
     }

@@ -121,7 +121,7 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
     AllocaInst* masked_acc = e.alloca(e.D);
     B.CreateStore(ConstantFP::get(e.D, 0.0), masked_acc);
     // per logsumexp: the argument and (cached) the exps, K vectors each
-    const auto Kc = static_cast<std::uint64_t>(P.rows_columns());
+    const auto Kc = static_cast<std::uint64_t>(P.longest());
     std::vector<AllocaInst*> arg_of(static_cast<std::size_t>(P.g.size()), nullptr), exp_of(static_cast<std::size_t>(P.g.size()), nullptr);
     auto array = [&] {
         IRBuilder<> eb(&fn->getEntryBlock(), fn->getEntryBlock().begin());
@@ -229,7 +229,7 @@ void emit_across_rows(Em& e, Value* rb, Value* re, Value* sums, const std::vecto
     // columns c0 .. c0 + width - 1 of the VW rows, row l one (masked) vector load or store at
     // its row base, whatever the stride; a VW x VW transpose turns rows into columns and back.
     // For generic K the chunks are a loop, each of width VW (columns past K are staged but never
-    // read, and never stored) with its mask from K: one loop instead of rows_max_k / VW chunks
+    // read, and never stored) with its mask from K: one loop instead of max_k / VW chunks
     // spelled out, which compile() would pay for in every generic kernel.
     auto for_chunks = [&](const std::function<void(Value* c0, unsigned width, Value* lane_ok)>& f) {
         if (P.K) {

@@ -26,16 +26,18 @@ namespace lossjit {
 namespace detail {
 struct KernelImpl {
     Graph graph;
-    jit::Plan plan;
-    jit::Compiled code;
-    // Generic K: the kernel for rows of up to Plan::rows_max_k elements, across rows (its
-    // fn null where that strategy does not apply); run() picks it by the batch's K.
-    jit::Plan short_plan;
-    jit::Compiled short_code;
-    bool short_rows(std::size_t K) const { return short_code.fn && K <= short_plan.rows_columns(); }
-    const jit::Plan& plan_for(std::size_t K) const { return short_rows(K) ? short_plan : plan; }
-    const jit::Compiled& code_for(std::size_t K) const { return short_rows(K) ? short_code : code; }
-    double compile_ms = 0;  // the wall time of both
+    // jit::make_plans's plans, each with its machine code: one, or for generic K one for each
+    // range of row lengths, by increasing max_k (the last for any K)
+    std::vector<jit::Plan> plans;
+    std::vector<jit::Compiled> codes;
+    double compile_ms = 0;  // the wall time of all
+    const jit::Plan& plan() const { return plans.back(); }  // the slots, which every plan shares
+    // the plan for rows of K elements
+    std::size_t pick(std::size_t K) const {
+        std::size_t i = 0;
+        while (plans[i].max_k != 0 && K > plans[i].max_k) ++i;
+        return i;
+    }
 };
 }  // namespace detail
 
@@ -111,41 +113,45 @@ int debug_level() {
     return level;
 }
 
-// Generic K: the short rows' kernel's text, headed by a line (after `comment`, the text's own
-// comment marker), then the long rows' one.
-std::string both(const detail::KernelImpl& k, const std::string& comment, const std::function<std::string(const jit::Plan&)>& text) {
-    if (!k.short_code.fn) return text(k.plan);
-    const std::string up_to = std::to_string(k.short_plan.rows_columns());
-    return comment + "rows of up to " + up_to + " elements: across rows\n" + text(k.short_plan) + comment + "rows of more than " + up_to +
-           " elements: row by row\n" + text(k.plan);
+// Each plan's text; for generic K, each headed by a line with its rows' lengths (after
+// `comment`, the text's own comment marker).
+std::string each_plan(const detail::KernelImpl& k, const std::string& comment, const std::function<std::string(const jit::Plan&)>& text) {
+    if (k.plans.size() == 1) return text(k.plan());
+    std::string out;
+    for (std::size_t i = 0, lo = 1; i < k.plans.size(); lo = k.plans[i++].max_k + 1) {
+        const std::size_t hi = k.plans[i].max_k;
+        out += comment + "rows of " + std::to_string(lo) + (hi ? " to " + std::to_string(hi) + " elements" : " elements or more") + ":\n" +
+               text(k.plans[i]);
+    }
+    return out;
 }
-std::string schedule_text(const detail::KernelImpl& k) { return both(k, "", [](const jit::Plan& p) { return jit::to_string(p); }); }
+std::string schedule_text(const detail::KernelImpl& k) { return each_plan(k, "", [](const jit::Plan& p) { return jit::to_string(p); }); }
 std::string ir_text(const detail::KernelImpl& k, bool optimized) {
-    return both(k, "; ", [&](const jit::Plan& p) { return jit::ir_text(p, optimized); });
+    return each_plan(k, "; ", [&](const jit::Plan& p) { return jit::ir_text(p, optimized); });
 }
-std::string asm_text(const detail::KernelImpl& k) { return both(k, "# ", [](const jit::Plan& p) { return jit::asm_text(p); }); }
+std::string asm_text(const detail::KernelImpl& k) { return each_plan(k, "# ", [](const jit::Plan& p) { return jit::asm_text(p); }); }
 
 Impl build(const Graph& g, const CompileOptions& o) {
     auto impl = std::make_shared<detail::KernelImpl>();
     impl->graph = g;
-    impl->plan = jit::make_plan(g, o, jit::host());
+    impl->plans = jit::make_plans(g, o, jit::host());
     std::string dir;
     if (o.cache)
         if (const char* d = std::getenv("LOSSJIT_CACHE_DIR"); d && *d) dir = d;
-    // Generic K: the short rows' kernel compiles on a second thread beside the long rows' one
-    if (impl->plan.K == 0) impl->short_plan = jit::make_plan(g, o, jit::host(), true);
+    // Generic K's kernels compile side by side, the last (any K) on this thread
     const auto t0 = std::chrono::steady_clock::now();
-    std::future<jit::Compiled> short_code;
-    if (impl->short_plan.rows)
-        short_code = std::async(std::launch::async, [&] { return jit::build(impl->short_plan, jit::cache_key(impl->short_plan), dir); });
-    impl->code = jit::build(impl->plan, jit::cache_key(impl->plan), dir);
-    if (short_code.valid()) impl->short_code = short_code.get();
+    auto make = [&](const jit::Plan& p) { return jit::build(p, jit::cache_key(p), dir); };
+    std::vector<std::future<jit::Compiled>> others;
+    for (std::size_t i = 0; i + 1 < impl->plans.size(); ++i) others.push_back(std::async(std::launch::async, make, std::cref(impl->plans[i])));
+    const jit::Compiled last = make(impl->plan());
+    for (auto& f : others) impl->codes.push_back(f.get());
+    impl->codes.push_back(last);
     impl->compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     cache().compiles++;
     const int dl = debug_level();
     if (dl >= 2) {
-        std::cerr << "lossjit: graph\n" << jit::graph_text(impl->plan.g) << "lossjit: schedule\n" << schedule_text(*impl);
-        std::cerr << "lossjit: machine code " << (impl->code.from_disk ? "loaded from the disk cache" : "compiled") << " in "
+        std::cerr << "lossjit: graph\n" << jit::graph_text(impl->plan().g) << "lossjit: schedule\n" << schedule_text(*impl);
+        std::cerr << "lossjit: machine code " << (impl->codes.back().from_disk ? "loaded from the disk cache" : "compiled") << " in "
                   << impl->compile_ms << " ms for " << jit::host().cpu << "\n";
     }
     if (dl >= 3) {
@@ -227,10 +233,10 @@ const Graph& Kernel::graph() const { return need(impl_).graph; }
 std::string Kernel::schedule() const { return schedule_text(need(impl_)); }
 std::string Kernel::llvm_ir(bool optimized) const { return ir_text(need(impl_), optimized); }
 std::string Kernel::assembly() const { return asm_text(need(impl_)); }
-const std::vector<Slot>& Kernel::slots() const { return need(impl_).plan.slots; }
-std::size_t Kernel::row_length() const { return need(impl_).plan.K; }
+const std::vector<Slot>& Kernel::slots() const { return need(impl_).plan().slots; }
+std::size_t Kernel::row_length() const { return need(impl_).plan().K; }
 DType Kernel::dtype() const {
-    const auto& p = need(impl_).plan;
+    const auto& p = need(impl_).plan();
     for (const Slot& s : p.slots)
         if (s.vector && !s.output && s.kind == InputKind::logits) return s.dtype;
     return p.compute;
@@ -238,7 +244,7 @@ DType Kernel::dtype() const {
 std::string Kernel::cpu() const { return jit::host().cpu; }
 bool Kernel::from_disk_cache() const {
     const detail::KernelImpl& k = need(impl_);
-    return k.code.from_disk && (!k.short_code.fn || k.short_code.from_disk);
+    return std::all_of(k.codes.begin(), k.codes.end(), [](const jit::Compiled& c) { return c.from_disk; });
 }
 double Kernel::compile_ms() const { return need(impl_).compile_ms; }
 
@@ -418,7 +424,7 @@ std::vector<std::size_t> chunk_ends(std::size_t N, std::size_t row_bytes, int T)
 
 Result Kernel::run(const Batch& batch) const {
     const detail::KernelImpl& k = need(impl_);
-    const jit::Plan& p = k.plan;
+    const jit::Plan& p = k.plan();
     if (batch.thread_count() < 0)
         throw error("run: threads(" + std::to_string(batch.thread_count()) + ") is negative: give a thread count, or 0 for all cores");
     const std::size_t ns = p.slots.size();
@@ -583,13 +589,14 @@ Result Kernel::run(const Batch& batch) const {
     const std::vector<std::size_t> ends = chunk_ends(N, row_bytes, T);
     std::vector<double> sums(ends.size() * nsum, 0.0);
     std::unique_ptr<std::uint8_t[]> state(new std::uint8_t[N ? N : 1]);  // written by the kernel, every row
-    const jit::KernelFn fn = k.code_for(K).fn;
+    const std::size_t pick = k.pick(K);  // generic K: the kernel for rows of K
+    const jit::Plan& kp = k.plans[pick];
+    const jit::KernelFn fn = k.codes[pick].fn;
     const auto Kv = static_cast<std::int64_t>(K);
     // Unbound per-row outputs are written to a per-thread scratch value (stride 0), so the
     // kernel needs no branch per row.
     // A kernel with cached softmax (Plan::cache_lse) gets a scratch row per thread after the
     // slots' pointers, 64-byte aligned, kept from run to run.
-    const jit::Plan& kp = k.plan_for(K);
     const std::size_t scratch_bytes = kp.scratch_elems(K) * size_of(kp.compute);
     // Plan::stream_min_bytes: decided for the batch, not for a chunk
     const std::int64_t stream = kp.stream_min_bytes && N * row_bytes >= kp.stream_min_bytes;

@@ -30,6 +30,14 @@ std::string number(double v) {
 bool is_floating(DType d) { return d == DType::f32 || d == DType::f64 || d == DType::bf16; }
 
 // An environment variable set to 0 turns a schedule choice off (for comparisons).
+// Bytes read per element of the row (at least 2): what the blocks and prefetch distances scale by.
+std::size_t input_bytes(const std::vector<Slot>& slots) {
+    std::size_t b = 0;
+    for (const Slot& s : slots)
+        if (!s.output && s.vector) b += size_of(s.dtype);
+    return std::max<std::size_t>(b, 2);
+}
+
 bool turned_off(const char* var) {
     const char* v = std::getenv(var);
     return v && std::string(v) == "0";
@@ -127,7 +135,7 @@ std::string graph_text(const Graph& g) {
     return os.str();
 }
 
-Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, bool short_rows) {
+Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, std::size_t max_k) {
     Plan p;
     if (in.outputs().empty()) throw error("compile: the graph has no outputs");
     if (o.dtype != DType::f32 && o.dtype != DType::f64 && o.dtype != DType::bf16)
@@ -276,15 +284,13 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, bool s
     }
 
     p.K = o.row_length;
+    p.max_k = p.K ? 0 : max_k;
     p.label_dtype = o.label_dtype;
     p.opt_level = std::clamp(o.opt_level, 0, 3);
     const int elem = p.compute == DType::f64 ? 8 : 4;
     p.vector_width = std::max(2, t.vector_bits / (8 * elem));
     p.masked_loop = false;  // measured 2.5x slower on Zen 5 (masked stores): off
-    std::size_t in_bytes = 0;  // bytes read per element of the row
-    for (const Slot& s : p.slots)
-        if (!s.output && s.vector) in_bytes += size_of(s.dtype);
-    in_bytes = std::max<std::size_t>(in_bytes, 2);
+    const std::size_t in_bytes = input_bytes(p.slots);
     // Two-pass blocks in L2: the max loop streams a block from memory, the exp loop reads it again
     // from L2 while prefetching the next. Measured on Zen 5 at K = 32000, fwd: 32-34 GB/s against
     // 30 with blocks of half L1, and 21 for the online logsumexp (its rescaling doubles the exps
@@ -353,15 +359,13 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, bool s
 
     // Short rows of a known length: lanes across rows (vectors of VW rows, element j of each),
     // instead of one row at a time in vectors mostly masked off and a horizontal reduction per
-    // reduction and row. Generic K gets a second kernel for rows of up to rows_max_k elements
-    // (short_rows), which Kernel::run picks by the batch's K: fwd+bwd, one thread (ce_probe,
-    // alternating): 65536x2 0.24 -> 1.44 GB/s, 65536x10 1.37 -> 5.1 (specialized: 5.75),
-    // 65536x16 2.3 -> 6.4, 32768x32 3.9 -> 7.9, bf16 65536x10 1.19 -> 4.2; fwd 65536x10 2.1 ->
-    // 7.1. compile() of the generic loss + gradient kernel: 124 -> 255 M instructions in all,
-    // on two threads (kernel.cpp), so that a cold compile takes as long as before (22-23 ms
-    // fastest of 11). LOSSJIT_ACROSS_ROWS=0 turns it off (for comparisons).
+    // reduction and row. Generic K gets a kernel of its own for rows of up to rows_max_k
+    // elements (make_plans): fwd+bwd, one thread (ce_probe, alternating): 65536x2 0.24 -> 1.44
+    // GB/s, 65536x10 1.37 -> 5.1 (specialized: 5.75), 65536x16 2.3 -> 6.4, 32768x32 3.9 -> 7.9,
+    // bf16 65536x10 1.19 -> 4.2; fwd 65536x10 2.1 -> 7.1. LOSSJIT_ACROSS_ROWS=0 turns it off
+    // (for comparisons).
     static const bool across = !turned_off("LOSSJIT_ACROSS_ROWS");
-    p.rows = across && (p.K != 0 ? p.K <= Plan::rows_max_k : short_rows) && !p.passes.empty();
+    p.rows = across && p.longest() != 0 && p.longest() <= Plan::rows_max_k && !p.passes.empty();
     p.group_budget = (t.avx512 ? 32 : 16) / 2;
     // Pipelined rows: one row's gradient pass is stores (to memory, past the L3 for large
     // batches) and a multiply, the next row's exp loop arithmetic; run apart, memory waits for
@@ -390,11 +394,15 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, bool s
     // rows of up to kMaxAheadRowBytes and without software prefetches (best of 9): 8192x1000
     // 16.0 -> 18.8, 4096x1024 18.6 -> 21.3, 8192x768 18.2 -> 21.0, 32768x100 7.4 -> 9.0; still
     // prefetching, 8192x1000 lost 6%; on longer rows it lost (2000 fp32 2%, 4000 bf16 15%,
-    // 32000 bf16 30%). LOSSJIT_MAX_AHEAD=0 turns it off (for comparisons).
+    // 32000 bf16 30%). Generic K gets a kernel of its own for the rows it applies to
+    // (make_plans), whose max came from the block's max loop: fwd+bwd 131072x33 2.9 -> 4.6
+    // GB/s, 32768x100 4.7 -> 6.3, 8192x500 7.0 -> 12.3, 8192x1000 6.6 -> 11.2, bf16 8192x1000
+    // 10.5 -> 14.2; fwd 131072x33 4.2 -> 5.6, 8192x1000 15.3 -> 18.8, 512x32000 18.1 -> 22.0
+    // (best of 2 alternating). LOSSJIT_MAX_AHEAD=0 turns it off (for comparisons).
     static const bool max_ahead = !turned_off("LOSSJIT_MAX_AHEAD");
     const bool one_pass = p.passes.size() == 1;
-    if (max_ahead && !p.rows && !p.pipelined && p.K != 0 && p.row_is_one_block() && p.lse == LseMode::two_pass && !p.passes.empty() &&
-        (one_pass || p.K * in_bytes <= kMaxAheadRowBytes) && p.pass_groups(p.passes[0]).size() == 1) {
+    if (max_ahead && !p.rows && !p.pipelined && p.row_is_one_block() && p.lse == LseMode::two_pass && !p.passes.empty() &&
+        (one_pass || p.longest() * in_bytes <= kMaxAheadRowBytes) && p.pass_groups(p.passes[0]).size() == 1) {
         bool any = false, row_elements = true;
         for (int r : p.passes[0].reductions)
             if (p.g[r].op == Op::logsumexp) {
@@ -457,6 +465,21 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, bool s
     return p;
 }
 
+// Generic K's kernels cost compile() more: the cross-entropy loss + gradient kernel 124 -> 339 M
+// instructions in all (the loss alone 185 -> 258 M), compiled on parallel threads (kernel.cpp):
+// cold on this 2-core machine 22.5 -> 29.5 ms (fastest of 9 alternating), the loss alone 17.0
+// -> 23.8 ms; where cores are free, about the longest one's.
+std::vector<Plan> make_plans(const Graph& g, const CompileOptions& o, const Target& t) {
+    Plan any = make_plan(g, o, t);
+    if (any.K != 0) return {std::move(any)};
+    std::vector<Plan> plans;
+    if (Plan p = make_plan(g, o, t, Plan::rows_max_k); p.rows) plans.push_back(std::move(p));
+    const std::size_t ahead_k = any.passes.size() == 1 ? any.block : kMaxAheadRowBytes / input_bytes(any.slots);
+    if (Plan p = make_plan(g, o, t, ahead_k); p.max_ahead && ahead_k > Plan::rows_max_k) plans.push_back(std::move(p));
+    plans.push_back(std::move(any));
+    return plans;
+}
+
 std::vector<Pass> Plan::pass_groups(const Pass& ps) const {
     // vector accumulators of a reduction in its loops: a two-pass logsumexp's max loop has at
     // least 4 (codegen_row_pass.cpp), an online one a max and a sum per unrolled copy
@@ -501,7 +524,7 @@ std::string to_string(const Plan& p) {
     std::ostringstream os;
     const Graph& g = p.g;
     os << "row program: " << p.passes.size() << (p.passes.size() == 1 ? " pass" : " passes") << " over a row of K = "
-       << (p.K ? std::to_string(p.K) : p.rows ? "(generic, at most " + std::to_string(p.rows_columns()) + ")" : std::string("(generic)")) << ", "
+       << (p.K ? std::to_string(p.K) : p.max_k ? "(generic, at most " + std::to_string(p.max_k) + ")" : std::string("(generic)")) << ", "
        << to_string(p.compute) << " math, ";
     if (p.rows) os << p.vector_width << " rows at once (lanes across rows: rows transposed in registers, lane-wise reductions)\n";
     else os << p.vector_width << " lanes x unroll " << p.unroll << (p.bf16_pairs ? " (bf16 pairs: a vector of the even elements and one of the odd)" : "") << "\n";

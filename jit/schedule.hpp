@@ -50,6 +50,11 @@ struct Plan {
     std::vector<int> slot_node;  // per slot: the input node, or for outputs the root node
     DType compute = DType::f32;  // f32 or f64
     std::size_t K = 0;           // 0 = generic
+    // Generic K: the longest row this plan's kernel runs (make_plans: each of generic K's
+    // kernels takes the rows up to its max_k; 0: any length).
+    std::size_t max_k = 0;
+    // The longest row the kernel runs, known at compile time: K, else max_k (0: unknown).
+    std::size_t longest() const { return K ? K : max_k; }
     LseMode lse = LseMode::two_pass;
     std::size_t block = 0;       // elements per block in two-pass logsumexp
     // A two-pass loop prefetches the inputs max(block, prefetch_min) elements ahead (the next
@@ -67,10 +72,11 @@ struct Plan {
     std::size_t sum_block = 0;
     // Loops run in pieces of sum_block elements, each lane's sums joining the row's (or a
     // two-pass block's) at a piece's end, where a row (or a block) can be longer than that.
-    bool row_sums_in_pieces() const { return K == 0 || K > sum_block; }
-    // K known and within one two-pass block (the across-rows kernel's rows are one block too)
-    bool row_is_one_block() const { return rows || (K != 0 && K <= block); }
-    bool block_sums_in_pieces() const { return (K == 0 ? block : std::min(K, block)) > sum_block; }
+    bool row_sums_in_pieces() const { return longest() == 0 || longest() > sum_block; }
+    // Rows within one two-pass block, known at compile time (the across-rows kernel's rows are
+    // one block too)
+    bool row_is_one_block() const { return rows || (longest() != 0 && longest() <= block); }
+    bool block_sums_in_pieces() const { return (longest() == 0 ? block : std::min(longest(), block)) > sum_block; }
     int vector_width = 4;        // elements per vector
     int unroll = 1;
     // Row by row, a pass's reductions run in groups, each with loops of its own over the row, so
@@ -95,12 +101,10 @@ struct Plan {
     int cache_lse = -1;
     // Whether node i is that softmax (of cache_lse's argument): read as kept exps times a factor.
     bool cached_softmax(int i) const { return g[i].op == Op::softmax && lse_of[static_cast<std::size_t>(i)] == cache_lse; }
-    // Across rows: lanes are VW consecutive rows (short rows); see codegen_rows.cpp. K known,
-    // or generic K's kernel for rows of up to rows_max_k elements (make_plan's short_rows).
+    // Across rows: lanes are VW consecutive rows, for rows of up to rows_max_k elements known
+    // at compile time (longest()); see codegen_rows.cpp.
     bool rows = false;
     static constexpr std::size_t rows_max_k = 32;
-    // Across rows, the columns of a block's stack arrays: K, or rows_max_k for generic K.
-    std::size_t rows_columns() const { return K ? K : rows_max_k; }
     // Across rows, a vector output whose rows are not whole cache lines, or are one line, has
     // them prefetched for writing two blocks ahead: each row's masked store writes part of a
     // line, which takes a read for ownership first, and the hardware prefetchers, following
@@ -158,9 +162,13 @@ struct Plan {
     }
 };
 
-// short_rows (generic K only): the plan of the kernel that runs rows of up to Plan::rows_max_k
-// elements across rows; its `rows` is false where that strategy does not apply.
-Plan make_plan(const Graph& g, const CompileOptions& o, const Target& t, bool short_rows = false);
+// max_k (generic K only): the plan of a kernel for rows of up to max_k elements (0: any).
+Plan make_plan(const Graph& g, const CompileOptions& o, const Target& t, std::size_t max_k = 0);
+// The plans of a compile(): for a known K one; for generic K, by increasing max_k, a kernel for
+// each length where knowing a bound wins (rows of up to Plan::rows_max_k across rows; rows of one
+// block short enough for the max ahead), then one for any length. Kernel::run takes the first
+// whose max_k admits the batch's K.
+std::vector<Plan> make_plans(const Graph& g, const CompileOptions& o, const Target& t);
 
 // Whether codegen's emitter table (codegen_ops.cpp) has an entry for the op; every op that can
 // appear in a Graph (all but Op::wildcard) must.

@@ -114,9 +114,11 @@ struct CompileOptions {
     // bf16 logits.
     std::vector<std::pair<std::string, DType>> dtypes;
     DType label_dtype = DType::i64;  // i32 or i64
-    // K baked into the kernel as a constant (specialized); 0 = any K, given at run time: two
-    // kernels, compiled side by side, one for rows of up to 32 elements (across rows, as a
-    // specialized kernel's short rows) and one for longer rows (row by row).
+    // K baked into the kernel as a constant (specialized); 0 = any K, given at run time: then
+    // a kernel for each range of row lengths where knowing a bound makes it faster (rows of up
+    // to 32 elements across rows; one-block rows with the next row's max ahead), and one for
+    // any length, compiled side by side; each run takes the one for its rows (schedule() shows
+    // them all).
     std::size_t row_length = 0;
     // Values of the graph's param inputs, fixed at compile time.
     std::vector<std::pair<std::string, double>> params;

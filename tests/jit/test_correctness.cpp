@@ -47,9 +47,12 @@ TEST_CASE("every expression at K = 1 3 17 1000 specialized") {
         }
 }
 
-TEST_CASE("every expression with generic K at K = 16 32005 and with logits of +-80") {
+// Generic K runs each batch in the kernel for its rows' length (jit::make_plans): across rows to
+// 32 elements, with the max ahead to 1024 fp32 elements where a gradient pass follows (to the
+// L2 block for a loss alone), then blocks of any length.
+TEST_CASE("every expression with generic K at K = 16, 33, 1024, 1025, 32005, 33000 and with logits of +-80") {
     for (const auto& c : jt::cases()) {
-        for (std::size_t K : {16, 32005}) {
+        for (std::size_t K : {16, 33, 1024, 1025, 32005, 33000}) {
             CompileOptions o;
             jt::check_case(c, rows_for(K), K, o, jt::Mode::normal, static_cast<std::uint32_t>(K * 5), 4);
         }
