@@ -32,6 +32,9 @@ struct KernelImpl {
     std::vector<jit::Compiled> codes;
     double compile_ms = 0;  // the wall time of all
     const jit::Plan& plan() const { return plans.back(); }  // the slots, which every plan shares
+    bool from_disk() const {
+        return std::all_of(codes.begin(), codes.end(), [](const jit::Compiled& c) { return c.from_disk; });
+    }
     // the plan for rows of K elements
     std::size_t pick(std::size_t K) const {
         std::size_t i = 0;
@@ -151,7 +154,7 @@ Impl build(const Graph& g, const CompileOptions& o) {
     const int dl = debug_level();
     if (dl >= 2) {
         std::cerr << "lossjit: graph\n" << jit::graph_text(impl->plan().g) << "lossjit: schedule\n" << schedule_text(*impl);
-        std::cerr << "lossjit: machine code " << (impl->codes.back().from_disk ? "loaded from the disk cache" : "compiled") << " in "
+        std::cerr << "lossjit: machine code " << (impl->from_disk() ? "loaded from the disk cache" : "compiled") << " in "
                   << impl->compile_ms << " ms for " << jit::host().cpu << "\n";
     }
     if (dl >= 3) {
@@ -242,10 +245,7 @@ DType Kernel::dtype() const {
     return p.compute;
 }
 std::string Kernel::cpu() const { return jit::host().cpu; }
-bool Kernel::from_disk_cache() const {
-    const detail::KernelImpl& k = need(impl_);
-    return std::all_of(k.codes.begin(), k.codes.end(), [](const jit::Compiled& c) { return c.from_disk; });
-}
+bool Kernel::from_disk_cache() const { return need(impl_).from_disk(); }
 double Kernel::compile_ms() const { return need(impl_).compile_ms; }
 
 // ---- run -------------------------------------------------------------------------------------
