@@ -1,6 +1,8 @@
-// JIT latency of the cross-entropy loss+gradient kernel (integer labels):
-//   cold process      first compile() in a fresh process: LLJIT creation, codegen, O3, machine code
-//   disk-cache hit    first compile() in a fresh process with LOSSJIT_CACHE_DIR already holding it
+// JIT latency of the cross-entropy loss+gradient kernel (integer labels), as the time from
+// compile() to the first result: compile() and a first run over 4 rows (for generic K, the first
+// run with rows of a length compiles the kernel for that length: see CompileOptions::row_length):
+//   cold process      in a fresh process: LLJIT creation, codegen, the IR pipeline, machine code
+//   disk-cache hit    in a fresh process with LOSSJIT_CACHE_DIR already holding the kernel
 //   warm, uncached    a new kernel in a process whose JIT is up (cache off)
 //   memory hit        compile() of a kernel this process has compiled: a lookup
 // Cold and disk figures are medians over fresh child processes (this program run with --child).
@@ -12,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -43,13 +46,31 @@ double median(std::vector<double> v) {
     return v.empty() ? 0 : v[v.size() / 2];
 }
 
-int child(std::size_t K) {
-    const Graph g = ce();
-    CompileOptions o;
+// A first batch of 4 rows of K elements, its memory touched before the clock starts.
+struct FirstBatch {
+    std::vector<float> u, grad;
+    std::vector<std::int64_t> y;
+    Batch batch;
+    explicit FirstBatch(std::size_t K) : u(4 * K, 0.5f), grad(4 * K, 0.f), y(4, 0) {
+        batch.bind("u", matrix(static_cast<const float*>(u.data()), 4, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), 4));
+        batch.bind("grad.u", matrix(grad.data(), 4, K)).threads(1);
+    }
+};
+
+// compile() (K: row_length, 0 for generic K) and a first run.
+Kernel first_result(const Graph& g, CompileOptions o, std::size_t K, const FirstBatch& b) {
     o.row_length = K;
+    Kernel k = compile(g, o);
+    (void)k.run(b.batch);
+    return k;
+}
+
+int child(std::size_t K, std::size_t run_k) {
+    const Graph g = ce();
+    const FirstBatch b(run_k);
     const auto t0 = clk::now();
     const double c0 = cpu_ms();
-    Kernel k = compile(g, o);
+    const Kernel k = first_result(g, {}, K, b);
     const double ms = ms_since(t0);
     std::printf("%.3f %d %.3f\n", ms, k.from_disk_cache() ? 1 : 0, cpu_ms() - c0);
     return 0;
@@ -60,9 +81,9 @@ struct Child {
     int disk = -1;
 };
 // Runs this program as a child.
-Child spawn(const std::string& env, std::size_t K) {
+Child spawn(const std::string& env, std::size_t K, std::size_t run_k) {
     const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
-    const std::string cmd = env + " '" + self + "' --child " + std::to_string(K);
+    const std::string cmd = env + " '" + self + "' --child " + std::to_string(K) + " " + std::to_string(run_k);
     FILE* p = ::popen(cmd.c_str(), "r");
     Child c;
     if (p) {
@@ -75,32 +96,41 @@ Child spawn(const std::string& env, std::size_t K) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc > 2 && std::strcmp(argv[1], "--child") == 0) return child(static_cast<std::size_t>(std::atol(argv[2])));
+    if (argc > 3 && std::strcmp(argv[1], "--child") == 0)
+        return child(static_cast<std::size_t>(std::atol(argv[2])), static_cast<std::size_t>(std::atol(argv[3])));
     const int reps = argc > 1 ? std::max(1, std::atoi(argv[1])) : 7;
     const std::filesystem::path dir =
         std::filesystem::temp_directory_path() / ("lossjit-latency-" + std::to_string(::getpid()));
-    std::printf("lossjit JIT latency, cross-entropy loss + gradient kernel (median of %d)\n", reps);
-    std::printf("%-30s %22s %22s\n", "", "generic K: wall (cpu)", "K = 32000: wall (cpu)");
-    double cold[2], disk[2], warm[2], hit[2], cold_cpu[2], disk_cpu[2], warm_cpu[2];
-    const std::size_t Ks[2] = {0, 32000};
-    for (int i = 0; i < 2; ++i) {
+    struct Config {
+        const char* name;
+        std::size_t K, run_k;  // row_length (0: generic), the first run's rows
+    };
+    constexpr int nc = 4;
+    const Config configs[nc] = {{"generic, rows of 10", 0, 10}, {"generic, rows of 1000", 0, 1000}, {"generic, rows of 32000", 0, 32000}, {"K = 32000", 32000, 32000}};
+    std::printf("lossjit JIT latency, cross-entropy loss + gradient kernel: compile() and a first run (median of %d)\n", reps);
+    std::printf("%-30s", "wall ms (cpu ms)");
+    for (const Config& c : configs) std::printf(" %24s", c.name);
+    std::printf("\n");
+    double cold[nc], disk[nc], warm[nc], hit[nc], cold_cpu[nc], disk_cpu[nc], warm_cpu[nc];
+    for (int i = 0; i < nc; ++i) {
+        const Config& cf = configs[i];
         std::vector<double> c, d, cc, dc;
         for (int r = 0; r < reps; ++r) {
-            const Child x = spawn("env -u LOSSJIT_CACHE_DIR", Ks[i]);
+            const Child x = spawn("env -u LOSSJIT_CACHE_DIR", cf.K, cf.run_k);
             c.push_back(x.ms);
             cc.push_back(x.cpu);
         }
         std::filesystem::remove_all(dir);
         const std::string env = "LOSSJIT_CACHE_DIR='" + dir.string() + "'";
-        spawn(env, Ks[i]);  // fills the disk cache
+        spawn(env, cf.K, cf.run_k);  // fills the disk cache
         bool all_disk = true;
         for (int r = 0; r < reps; ++r) {
-            const Child x = spawn(env, Ks[i]);
+            const Child x = spawn(env, cf.K, cf.run_k);
             d.push_back(x.ms);
             dc.push_back(x.cpu);
             all_disk = all_disk && x.disk == 1;
         }
-        if (!all_disk) std::printf("warning: the disk cache was not used\n");
+        if (!all_disk) std::printf("warning: the disk cache was not used (%s)\n", cf.name);
         cold[i] = median(c);
         disk[i] = median(d);
         cold_cpu[i] = median(cc);
@@ -108,22 +138,24 @@ int main(int argc, char** argv) {
     }
     std::filesystem::remove_all(dir);
     const Graph g = ce();
-    for (int i = 0; i < 2; ++i) {
-        CompileOptions o;
-        o.row_length = Ks[i];
-        (void)compile(g, o);  // JIT up, kernel cached
-        CompileOptions nc = o;
-        nc.cache = false;
+    for (int i = 0; i < nc; ++i) {
+        const Config& cf = configs[i];
+        const FirstBatch b(cf.run_k);
+        (void)first_result(g, {}, cf.K, b);  // JIT up, kernel cached
+        CompileOptions no_cache;
+        no_cache.cache = false;
         std::vector<double> w, wc;
         for (int r = 0; r < reps; ++r) {
             const auto t0 = clk::now();
             const double c0 = cpu_ms();
-            (void)compile(g, nc);
+            (void)first_result(g, no_cache, cf.K, b);
             w.push_back(ms_since(t0));
             wc.push_back(cpu_ms() - c0);
         }
         warm[i] = median(w);
         warm_cpu[i] = median(wc);
+        CompileOptions o;
+        o.row_length = cf.K;
         const int n = 200000;
         std::vector<double> h;
         for (int r = 0; r < 5; ++r) {
@@ -137,11 +169,15 @@ int main(int argc, char** argv) {
         hit[i] = median(h);
     }
     auto row = [](const char* what, const double* w, const double* c) {
-        std::printf("%-30s %10.2f ms (%6.2f) %10.2f ms (%6.2f)\n", what, w[0], c[0], w[1], c[1]);
+        std::printf("%-30s", what);
+        for (int i = 0; i < nc; ++i) std::printf(" %13.2f (%8.2f)", w[i], c[i]);
+        std::printf("\n");
     };
-    row("cold process (first kernel)", cold, cold_cpu);
+    row("cold process", cold, cold_cpu);
     row("disk-cache hit (new process)", disk, disk_cpu);
     row("warm process, not cached", warm, warm_cpu);
-    std::printf("%-30s %10.0f ns %19.0f ns\n", "memory-cache hit", hit[0], hit[1]);
+    std::printf("%-30s", "memory-cache hit (compile())");
+    for (int i = 0; i < nc; ++i) std::printf(" %21.0f ns", hit[i]);
+    std::printf("\n");
     return 0;
 }

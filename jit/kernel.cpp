@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -26,19 +25,39 @@ namespace lossjit {
 namespace detail {
 struct KernelImpl {
     Graph graph;
-    // jit::make_plans's plans, each with its machine code: one, or for generic K one for each
-    // range of row lengths, by increasing max_k (the last for any K)
+    // jit::make_plans's plans: one, or for generic K one for each range of row lengths (the
+    // last for any length)
     std::vector<jit::Plan> plans;
-    std::vector<jit::Compiled> codes;
-    double compile_ms = 0;  // the wall time of all
+    std::string disk_dir;  // LOSSJIT_CACHE_DIR at compile() ("": no disk cache)
+    // Each plan's machine code, made once: by compile() for a known K; for generic K at the
+    // first run with rows its plan takes, so that a batch waits for its own kernel's compile
+    // only, and a loss used at one K compiles one kernel.
+    struct Code {
+        std::once_flag once;
+        jit::Compiled compiled;
+        std::atomic<bool> made{false};
+    };
+    mutable std::vector<Code> codes;
     const jit::Plan& plan() const { return plans.back(); }  // the slots, which every plan shares
+    const jit::Compiled& code(std::size_t i) const;        // made on first use (below)
+    // Whether the kernels made so far (one at least) all came from the disk cache, and the wall
+    // time they took.
     bool from_disk() const {
-        return std::all_of(codes.begin(), codes.end(), [](const jit::Compiled& c) { return c.from_disk; });
+        bool any = false, all = true;
+        for (const Code& c : codes)
+            if (c.made.load(std::memory_order_acquire)) any = true, all = all && c.compiled.from_disk;
+        return any && all;
+    }
+    double compile_ms() const {
+        double ms = 0;
+        for (const Code& c : codes)
+            if (c.made.load(std::memory_order_acquire)) ms += c.compiled.ms;
+        return ms;
     }
     // the plan for rows of K elements
     std::size_t pick(std::size_t K) const {
         std::size_t i = 0;
-        while (plans[i].max_k != 0 && K > plans[i].max_k) ++i;
+        while (i + 1 < plans.size() && !plans[i].admits(K)) ++i;
         return i;
     }
 };
@@ -121,11 +140,8 @@ int debug_level() {
 std::string each_plan(const detail::KernelImpl& k, const std::string& comment, const std::function<std::string(const jit::Plan&)>& text) {
     if (k.plans.size() == 1) return text(k.plan());
     std::string out;
-    for (std::size_t i = 0, lo = 1; i < k.plans.size(); lo = k.plans[i++].max_k + 1) {
-        const std::size_t hi = k.plans[i].max_k;
-        out += comment + "rows of " + std::to_string(lo) + (hi ? " to " + std::to_string(hi) + " elements" : " elements or more") + ":\n" +
-               text(k.plans[i]);
-    }
+    for (const jit::Plan& p : k.plans)
+        out += comment + "rows of " + (&p == &k.plan() ? "any other length" : jit::to_string(p.lengths)) + ":\n" + text(p);
     return out;
 }
 std::string schedule_text(const detail::KernelImpl& k) { return each_plan(k, "", [](const jit::Plan& p) { return jit::to_string(p); }); }
@@ -138,32 +154,37 @@ Impl build(const Graph& g, const CompileOptions& o) {
     auto impl = std::make_shared<detail::KernelImpl>();
     impl->graph = g;
     impl->plans = jit::make_plans(g, o, jit::host());
-    std::string dir;
     if (o.cache)
-        if (const char* d = std::getenv("LOSSJIT_CACHE_DIR"); d && *d) dir = d;
-    // Generic K's kernels compile side by side, the last (any K) on this thread
-    const auto t0 = std::chrono::steady_clock::now();
-    auto make = [&](const jit::Plan& p) { return jit::build(p, jit::cache_key(p), dir); };
-    std::vector<std::future<jit::Compiled>> others;
-    for (std::size_t i = 0; i + 1 < impl->plans.size(); ++i) others.push_back(std::async(std::launch::async, make, std::cref(impl->plans[i])));
-    const jit::Compiled last = make(impl->plan());
-    for (auto& f : others) impl->codes.push_back(f.get());
-    impl->codes.push_back(last);
-    impl->compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    cache().compiles++;
+        if (const char* d = std::getenv("LOSSJIT_CACHE_DIR"); d && *d) impl->disk_dir = d;
+    impl->codes = std::vector<detail::KernelImpl::Code>(impl->plans.size());
     const int dl = debug_level();
-    if (dl >= 2) {
-        std::cerr << "lossjit: graph\n" << jit::graph_text(impl->plan().g) << "lossjit: schedule\n" << schedule_text(*impl);
-        std::cerr << "lossjit: machine code " << (impl->from_disk() ? "loaded from the disk cache" : "compiled") << " in "
-                  << impl->compile_ms << " ms for " << jit::host().cpu << "\n";
-    }
+    if (dl >= 2) std::cerr << "lossjit: graph\n" << jit::graph_text(impl->plan().g) << "lossjit: schedule\n" << schedule_text(*impl);
     if (dl >= 3) {
         std::cerr << "lossjit: LLVM IR before optimization\n" << ir_text(*impl, false);
         std::cerr << "lossjit: LLVM IR after optimization\n" << ir_text(*impl, true);
     }
     if (dl >= 4) std::cerr << "lossjit: assembly\n" << asm_text(*impl);
+    if (impl->plan().K) impl->code(0);
+    cache().compiles++;
     return impl;
 }
+
+}  // namespace
+
+const jit::Compiled& detail::KernelImpl::code(std::size_t i) const {
+    Code& c = codes[i];
+    std::call_once(c.once, [&] {
+        c.compiled = jit::build(plans[i], jit::cache_key(plans[i]), disk_dir);
+        c.made.store(true, std::memory_order_release);
+        if (debug_level() >= 2)
+            std::cerr << "lossjit: machine code" << (plans.size() > 1 ? " for rows of " + jit::to_string(plans[i].lengths) : std::string())
+                      << (c.compiled.from_disk ? " loaded from the disk cache" : " compiled") << " in " << c.compiled.ms << " ms for "
+                      << jit::host().cpu << "\n";
+    });
+    return c.compiled;
+}
+
+namespace {
 
 const detail::KernelImpl& need(const std::shared_ptr<const detail::KernelImpl>& p) {
     if (!p) throw error("Kernel: this kernel is empty (default-constructed)");
@@ -246,7 +267,7 @@ DType Kernel::dtype() const {
 }
 std::string Kernel::cpu() const { return jit::host().cpu; }
 bool Kernel::from_disk_cache() const { return need(impl_).from_disk(); }
-double Kernel::compile_ms() const { return need(impl_).compile_ms; }
+double Kernel::compile_ms() const { return need(impl_).compile_ms(); }
 
 // ---- run -------------------------------------------------------------------------------------
 
@@ -591,7 +612,7 @@ Result Kernel::run(const Batch& batch) const {
     std::unique_ptr<std::uint8_t[]> state(new std::uint8_t[N ? N : 1]);  // written by the kernel, every row
     const std::size_t pick = k.pick(K);  // generic K: the kernel for rows of K
     const jit::Plan& kp = k.plans[pick];
-    const jit::KernelFn fn = k.codes[pick].fn;
+    const jit::KernelFn fn = k.code(pick).fn;  // generic K: compiled at the first run with rows of its lengths
     const auto Kv = static_cast<std::int64_t>(K);
     // Unbound per-row outputs are written to a per-thread scratch value (stride 0), so the
     // kernel needs no branch per row.

@@ -135,7 +135,7 @@ std::string graph_text(const Graph& g) {
     return os.str();
 }
 
-Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, std::size_t max_k) {
+Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, RowLengths lengths) {
     Plan p;
     if (in.outputs().empty()) throw error("compile: the graph has no outputs");
     if (o.dtype != DType::f32 && o.dtype != DType::f64 && o.dtype != DType::bf16)
@@ -284,7 +284,7 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, std::s
     }
 
     p.K = o.row_length;
-    p.max_k = p.K ? 0 : max_k;
+    if (!p.K) p.lengths = lengths;
     p.label_dtype = o.label_dtype;
     p.opt_level = std::clamp(o.opt_level, 0, 3);
     const int elem = p.compute == DType::f64 ? 8 : 4;
@@ -380,7 +380,7 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, std::s
     // pending row's vectors into the scratch row itself, just before its own exps)
     bool all_compute = true;
     for (const Slot& sl : p.slots) all_compute = all_compute && (!sl.vector || sl.dtype == p.compute);
-    if (pipeline && !p.rows && p.K >= kPipelineMinK && p.K % static_cast<std::size_t>(p.vector_width) == 0 && all_compute &&
+    if (pipeline && !p.rows && p.shortest() >= kPipelineMinK && p.lengths_multiple_of(static_cast<std::size_t>(p.vector_width)) && all_compute &&
         p.cache_lse >= 0 && p.passes.size() == 2 && p.passes[1].reductions.empty() && p.passes[1].writes.size() == 1) {
         const int root = p.g.outputs()[static_cast<std::size_t>(p.passes[1].writes[0])].root;
         const Node& n = p.g[root];
@@ -452,30 +452,37 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, std::s
     // the kernel then a read of the gradient, from memory (the bf16 one 4.69 -> 4.43 ms; f32
     // 256x16384, its gradient half the L3, the reader as fast after either store). Smaller
     // batches stay in cache for their reader. For the cached softmax's last pass writing one
-    // vector output, row by row, and a known K that is a multiple of the vector width, so that a
-    // row starting on a vector boundary (checked per row) has all its full vectors aligned: a
-    // peel to the boundary for any K cost 12-15 M more instructions in compile() (JIT latency).
+    // vector output, row by row, and rows known to be a multiple of the vector width long (K, or
+    // generic K's kernel for such rows), so that a row starting on a vector boundary (checked per
+    // row) has all its full vectors aligned: a peel to the boundary for any K cost 12-15 M more
+    // instructions in compile() (JIT latency).
     // Rows of at least kStreamMinRowBytes of output: shorter ones lost to plain stores (with
     // the label's vector stored plainly: fwd+bwd 16384x512 13.9 against 17.9 GB/s, 12288x768
     // 16.1 against 18.7; 8192x1024 16.9 against 16.4, best of 7).
-    if (p.cache_lse >= 0 && !p.rows && p.passes.back().writes.size() == 1 && p.K != 0 &&
-        p.K % static_cast<std::size_t>(p.vector_width) == 0 &&
-        p.K * size_of(p.slots[p.output_slot(p.passes.back().writes[0])].dtype) >= kStreamMinRowBytes)
+    if (p.cache_lse >= 0 && !p.rows && p.passes.back().writes.size() == 1 && p.lengths_multiple_of(static_cast<std::size_t>(p.vector_width)) &&
+        p.shortest() * size_of(p.slots[p.output_slot(p.passes.back().writes[0])].dtype) >= kStreamMinRowBytes)
         p.stream_min_bytes = t.l3_bytes;  // the caller compares the batch's bytes (row_bytes)
     return p;
 }
 
-// Generic K's kernels cost compile() more: the cross-entropy loss + gradient kernel 124 -> 339 M
-// instructions in all (the loss alone 185 -> 258 M), compiled on parallel threads (kernel.cpp):
-// cold on this 2-core machine 22.5 -> 29.5 ms (fastest of 9 alternating), the loss alone 17.0
-// -> 23.8 ms; where cores are free, about the longest one's.
+// Generic K's kernels each compile at the first run with rows they take (kernel.cpp): a batch
+// waits for its own kernel's compile only. Cold, compile() and a first run of the cross-entropy
+// loss + gradient kernel (jit_latency 9, medians) took 21 ms for rows of 10, 19 for 1000 and 25
+// for 32000, where compiling the three kernels of then side by side took 33 ms (60 ms of CPU).
 std::vector<Plan> make_plans(const Graph& g, const CompileOptions& o, const Target& t) {
     Plan any = make_plan(g, o, t);
     if (any.K != 0) return {std::move(any)};
     std::vector<Plan> plans;
-    if (Plan p = make_plan(g, o, t, Plan::rows_max_k); p.rows) plans.push_back(std::move(p));
+    if (Plan p = make_plan(g, o, t, {1, Plan::rows_max_k}); p.rows) plans.push_back(std::move(p));
     const std::size_t ahead_k = any.passes.size() == 1 ? any.block : kMaxAheadRowBytes / input_bytes(any.slots);
-    if (Plan p = make_plan(g, o, t, ahead_k); p.max_ahead && ahead_k > Plan::rows_max_k) plans.push_back(std::move(p));
+    if (Plan p = make_plan(g, o, t, {Plan::rows_max_k + 1, ahead_k}); p.max_ahead && ahead_k > Plan::rows_max_k) plans.push_back(std::move(p));
+    // Long rows of a multiple of the vector width, pipelined and with streaming stores (both want
+    // that much known), as the specialized kernel runs them: fwd+bwd, one thread (ce_probe
+    // --generic, alternating, medians) 512x32000 7.7 -> 12.6 GB/s, 64x256000 7.8 -> 10.3,
+    // 2048x4096 8.0 -> 11.0, 128x128256 7.9 -> 12.2; bf16 (streaming stores only) 512x32000
+    // 11.1 -> 14.1, 2048x4096 11.3 -> 12.7.
+    if (Plan p = make_plan(g, o, t, {kPipelineMinK, 0, static_cast<std::size_t>(any.vector_width)}); p.pipelined || p.stream_min_bytes)
+        plans.push_back(std::move(p));
     plans.push_back(std::move(any));
     return plans;
 }
@@ -520,11 +527,18 @@ std::vector<int> Plan::labels_after_loop(const Pass& ps, bool last) const {
     return labels;
 }
 
+std::string to_string(const RowLengths& l) {
+    if (l.any()) return "any length";
+    std::string s = l.max ? std::to_string(std::max<std::size_t>(l.min, 1)) + " to " + std::to_string(l.max) + " elements"
+                          : std::to_string(l.min) + " elements or more";
+    return l.multiple == 1 ? s : s + ", a multiple of " + std::to_string(l.multiple);
+}
+
 std::string to_string(const Plan& p) {
     std::ostringstream os;
     const Graph& g = p.g;
     os << "row program: " << p.passes.size() << (p.passes.size() == 1 ? " pass" : " passes") << " over a row of K = "
-       << (p.K ? std::to_string(p.K) : p.max_k ? "(generic, at most " + std::to_string(p.max_k) + ")" : std::string("(generic)")) << ", "
+       << (p.K ? std::to_string(p.K) : !p.lengths.any() ? "(generic, " + to_string(p.lengths) + ")" : std::string("(generic)")) << ", "
        << to_string(p.compute) << " math, ";
     if (p.rows) os << p.vector_width << " rows at once (lanes across rows: rows transposed in registers, lane-wise reductions)\n";
     else os << p.vector_width << " lanes x unroll " << p.unroll << (p.bf16_pairs ? " (bf16 pairs: a vector of the even elements and one of the odd)" : "") << "\n";

@@ -39,6 +39,12 @@ struct Pass {
     std::vector<int> writes;      // indices into Plan::outputs of vector outputs written here
 };
 
+// Generic K: row lengths a kernel runs, from min to max (0: no bound), multiples of `multiple`.
+struct RowLengths {
+    std::size_t min = 0, max = 0, multiple = 1;
+    bool any() const { return min <= 1 && max == 0 && multiple == 1; }
+};
+
 struct Plan {
     Graph g;                  // compacted; params replaced by constants; logsumexp nodes added
     std::vector<int> depth;   // per node
@@ -50,11 +56,18 @@ struct Plan {
     std::vector<int> slot_node;  // per slot: the input node, or for outputs the root node
     DType compute = DType::f32;  // f32 or f64
     std::size_t K = 0;           // 0 = generic
-    // Generic K: the longest row this plan's kernel runs (make_plans: each of generic K's
-    // kernels takes the rows up to its max_k; 0: any length).
-    std::size_t max_k = 0;
-    // The longest row the kernel runs, known at compile time: K, else max_k (0: unknown).
-    std::size_t longest() const { return K ? K : max_k; }
+    // Generic K: the rows this plan's kernel runs (make_plans gives generic K a kernel for each
+    // range of lengths where knowing it wins).
+    RowLengths lengths;
+    // What is known at compile time of the rows the kernel runs: the longest (0: unknown), the
+    // shortest, and whether every length is a multiple of n.
+    std::size_t longest() const { return K ? K : lengths.max; }
+    std::size_t shortest() const { return K ? K : lengths.min; }
+    bool lengths_multiple_of(std::size_t n) const { return (K ? K : lengths.multiple) % n == 0; }
+    // Whether the kernel runs rows of k elements.
+    bool admits(std::size_t k) const {
+        return K ? k == K : k >= lengths.min && (lengths.max == 0 || k <= lengths.max) && k % lengths.multiple == 0;
+    }
     LseMode lse = LseMode::two_pass;
     std::size_t block = 0;       // elements per block in two-pass logsumexp
     // A two-pass loop prefetches the inputs max(block, prefetch_min) elements ahead (the next
@@ -162,18 +175,21 @@ struct Plan {
     }
 };
 
-// max_k (generic K only): the plan of a kernel for rows of up to max_k elements (0: any).
-Plan make_plan(const Graph& g, const CompileOptions& o, const Target& t, std::size_t max_k = 0);
-// The plans of a compile(): for a known K one; for generic K, by increasing max_k, a kernel for
-// each length where knowing a bound wins (rows of up to Plan::rows_max_k across rows; rows of one
-// block short enough for the max ahead), then one for any length. Kernel::run takes the first
-// whose max_k admits the batch's K.
+// lengths (generic K only): the plan of a kernel for rows of those lengths (default: any).
+Plan make_plan(const Graph& g, const CompileOptions& o, const Target& t, RowLengths lengths = {});
+// The plans of a compile(): for a known K one; for generic K a kernel for each range of lengths
+// where knowing it wins (rows of up to Plan::rows_max_k across rows; rows of one block short
+// enough for the max ahead; long rows of a multiple of the vector width, pipelined with
+// streaming stores), then one for any length. Kernel::run takes the first that admits the
+// batch's K.
 std::vector<Plan> make_plans(const Graph& g, const CompileOptions& o, const Target& t);
 
 // Whether codegen's emitter table (codegen_ops.cpp) has an entry for the op; every op that can
 // appear in a Graph (all but Op::wildcard) must.
 bool has_emitter(Op op);
 
+// "1 to 32 elements", "4096 elements or more, a multiple of 16", "any length".
+std::string to_string(const RowLengths& l);
 // The printable schedule (Kernel::schedule()).
 std::string to_string(const Plan& p);
 // One node as infix text (inputs by name).

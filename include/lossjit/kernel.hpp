@@ -114,11 +114,13 @@ struct CompileOptions {
     // bf16 logits.
     std::vector<std::pair<std::string, DType>> dtypes;
     DType label_dtype = DType::i64;  // i32 or i64
-    // K baked into the kernel as a constant (specialized); 0 = any K, given at run time: then
-    // a kernel for each range of row lengths where knowing a bound makes it faster (rows of up
-    // to 32 elements across rows; one-block rows with the next row's max ahead), and one for
-    // any length, compiled side by side; each run takes the one for its rows (schedule() shows
-    // them all).
+    // K baked into the kernel as a constant (specialized), compiled by compile(); 0 = any K,
+    // given at run time: then a kernel for each range of row lengths where knowing it makes it
+    // faster (rows of up to 32 elements across rows; one-block rows with the next row's max
+    // ahead; long rows of a multiple of the vector width pipelined, with streaming stores), and
+    // one for any length. Each run takes the one for its rows, compiled at the first run that
+    // needs it (so a compile error can come from run()); schedule(), llvm_ir() and assembly()
+    // show them all.
     std::size_t row_length = 0;
     // Values of the graph's param inputs, fixed at compile time.
     std::vector<std::pair<std::string, double>> params;
@@ -292,8 +294,8 @@ public:
     std::string cpu() const;  // the CPU name the code was generated for
 
     bool from_memory_cache() const { return memory_hit_; }  // this compile() was a lookup
-    bool from_disk_cache() const;                           // machine code came from LOSSJIT_CACHE_DIR
-    double compile_ms() const;                              // time spent producing the machine code
+    bool from_disk_cache() const;                           // the machine code made so far came from LOSSJIT_CACHE_DIR
+    double compile_ms() const;                              // time spent producing the machine code so far
     explicit operator bool() const { return impl_ != nullptr; }
 
 private:

@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -385,6 +386,15 @@ inline std::vector<std::string> prefetch_calls(const std::string& ir) {
     for (std::size_t pos = 0; (pos = ir.find("call void @llvm.prefetch", pos)) != std::string::npos; ++pos)
         calls.push_back(ir.substr(pos, ir.find('\n', pos) - pos));
     return calls;
+}
+
+// The N rows of K elements in x, each padded with -inf to Kp elements: a row whose loss and
+// softmax are the same, its padding's gradient 0, for a reference from the kernel for rows of Kp
+// (generic K takes each length's own kernel: jit::make_plans).
+inline std::vector<float> padded_rows(const std::vector<float>& x, std::size_t N, std::size_t K, std::size_t Kp) {
+    std::vector<float> p(N * Kp, -INFINITY);
+    for (std::size_t r = 0; r < N; ++r) std::copy_n(x.begin() + static_cast<std::ptrdiff_t>(r * K), K, p.begin() + static_cast<std::ptrdiff_t>(r * Kp));
+    return p;
 }
 
 }  // namespace jt

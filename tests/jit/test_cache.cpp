@@ -105,6 +105,35 @@ TEST_CASE("cache: the second compile is a lookup") {
     CHECK_FALSE(compile(jt::ce_soft(), o).from_memory_cache());
 }
 
+// Generic K's kernels compile each at the first run with rows of its lengths: compile() plans
+// them, a batch pays for its own length's kernel once, and the inspection shows them all.
+TEST_CASE("cache: generic K compiles a length's kernel at its first run, once") {
+    CompileOptions o;
+    o.cache = false;
+    const Kernel k = compile(jt::ce_hard(), o);
+    CHECK(k.compile_ms() == 0);
+    CHECK_FALSE(k.from_disk_cache());
+    auto run = [&](std::size_t K) {
+        jt::Data d;
+        jt::make_data(k, d, 20, K, jt::Mode::normal, static_cast<std::uint32_t>(K));
+        const Result r = k.run(d.batch);
+        jt::compare(k, d, r);
+        return k.compile_ms();
+    };
+    const double first = run(10);
+    CHECK(first > 0);
+    CHECK(run(7) == first);  // the same kernel (rows of 1 to 32)
+    const double second = run(1000);
+    CHECK(second > first);
+    CHECK(run(500) == second);
+    CHECK(run(3000) > second);  // any other length
+    // every kernel's text, whether compiled or not
+    const std::string a = k.assembly();
+    CHECK(a.find("# rows of 1 to 32 elements:") == 0);
+    CHECK(a.find("# rows of 4096 elements or more, a multiple of ") != std::string::npos);
+    CHECK(a.find("# rows of any other length:") != std::string::npos);
+}
+
 TEST_CASE("cache: a second process loads the kernel from LOSSJIT_CACHE_DIR") {
     const fs::path dir = fresh_dir("disk");
     const std::string first = run_child(dir.string());

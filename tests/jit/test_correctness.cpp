@@ -49,10 +49,11 @@ TEST_CASE("every expression at K = 1 3 17 1000 specialized") {
 
 // Generic K runs each batch in the kernel for its rows' length (jit::make_plans): across rows to
 // 32 elements, with the max ahead to 1024 fp32 elements where a gradient pass follows (to the
-// L2 block for a loss alone), then blocks of any length.
-TEST_CASE("every expression with generic K at K = 16, 33, 1024, 1025, 32005, 33000 and with logits of +-80") {
+// L2 block for a loss alone), pipelined from 4096 where the length is a multiple of the vector
+// width (one block, and several past the L2 block), then blocks of any length.
+TEST_CASE("every expression with generic K at K = 16, 33, 1024, 1025, 4096, 32005, 32784, 33000 and with logits of +-80") {
     for (const auto& c : jt::cases()) {
-        for (std::size_t K : {16, 33, 1024, 1025, 32005, 33000}) {
+        for (std::size_t K : {16, 33, 1024, 1025, 4096, 32005, 32784, 33000}) {
             CompileOptions o;
             jt::check_case(c, rows_for(K), K, o, jt::Mode::normal, static_cast<std::uint32_t>(K * 5), 4);
         }
@@ -161,28 +162,35 @@ TEST_CASE("pipelined rows: each row's gradient pass inside the next row's exp lo
     for (const jt::Case& c : {jt::Case{"ce_hard", jt::ce_hard(), {}}, jt::Case{"softmax", p_only, {}}})
         for (DType dt : {DType::f32, DType::f64})
             for (std::size_t block : {0, 64, 1000})
-                for (auto mode : {jt::Mode::normal, jt::Mode::neg_inf, jt::Mode::big}) {
-                    const std::size_t K = block == 1000 ? 4112 : 5008;
-                    CompileOptions o;
-                    o.dtype = dt;
-                    o.row_length = K;
-                    o.block = block;
-                    const Kernel k = jt::check_case(c, 9, K, o, mode, static_cast<std::uint32_t>(K + 3));
-                    CHECK(k.schedule().find("pipelined") != std::string::npos);
-                }
+                for (auto mode : {jt::Mode::normal, jt::Mode::neg_inf, jt::Mode::big})
+                    for (bool spec : {true, false}) {  // generic K: its kernel for long rows of a multiple of the vector width
+                        const std::size_t K = block == 1000 ? 4112 : 5008;
+                        CompileOptions o;
+                        o.dtype = dt;
+                        o.row_length = spec ? K : 0;
+                        o.block = block;
+                        const Kernel k = jt::check_case(c, 9, K, o, mode, static_cast<std::uint32_t>(K + 3));
+                        CHECK(k.schedule().find("pipelined") != std::string::npos);
+                    }
     for (std::size_t block : {0, 64}) {
         INFO("block " << block);
-        // the generic kernel (K unknown: never pipelined) is the reference: ignored and fully
-        // masked rows between pending ones, in place, on one and two threads. Element for element
-        // in blocks, as the generic kernel takes them; a row of one block takes softmax as the
-        // kept exps / their sum instead, rounded differently.
-        const std::size_t N = 9, K = 5008;
+        // The kernels pipelined, the specialized one and generic K's for long rows of a multiple
+        // of the vector width, against the rows padded to one element more in the generic
+        // kernel's for any other length (not pipelined): ignored and fully masked rows between
+        // pending ones, in place, on one and two threads. Element for element in blocks, as the
+        // generic kernels take them; a row of one block (specialized, block 0) takes softmax as
+        // the kept exps / their sum instead, rounded differently.
+        const std::size_t N = 9, K = 5008, Kp = K + 1;
         CompileOptions o;
         o.block = block;
         const Kernel generic = compile(jt::ce_hard(), o);
         o.row_length = K;
         const Kernel piped = compile(jt::ce_hard(), o);
         REQUIRE(piped.schedule().find("pipelined") != std::string::npos);
+        const std::string plans = generic.schedule();
+        const std::size_t other = plans.find("rows of any other length:");
+        REQUIRE(plans.find("pipelined", plans.find("rows of 4096 elements or more, a multiple of ")) < other);
+        REQUIRE(plans.find("pipelined", other) == std::string::npos);
         std::mt19937 rng(5);
         std::normal_distribution<float> nd(0, 3);
         std::vector<float> u(N * K);
@@ -191,25 +199,32 @@ TEST_CASE("pipelined rows: each row's gradient pass inside the next row's exp lo
         for (auto& v : y) v = static_cast<std::int64_t>(rng() % K);
         y[0] = y[3] = y[4] = y[8] = -100;  // ignored: the first, two in a row, the last
         for (std::size_t j = 0; j < K; ++j) u[6 * K + j] = -INFINITY;  // fully masked
-        for (int threads : {1, 2}) {
-            std::vector<float> g_ref(N * K, 7.f), g(u), l_ref(N), l(N);
-            Batch a, b;
-            a.bind("u", matrix(static_cast<const float*>(u.data()), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
-            a.bind("grad.u", matrix(g_ref.data(), N, K)).bind("loss", column(l_ref.data(), N)).threads(threads);
-            b.bind("u", matrix(g.data(), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));  // in place
-            b.bind("grad.u", matrix(g.data(), N, K)).bind("loss", column(l.data(), N)).threads(threads);
-            const Result ra = generic.run(a), rb = piped.run(b);
-            CHECK(ra.ignored == 4);
-            CHECK(ra.masked == 1);
-            CHECK(rb.ignored == ra.ignored);
-            CHECK(rb.masked == ra.masked);
-            CHECK(rb.loss() == Approx(ra.loss()).epsilon(1e-12));
-            for (std::size_t i = 0; i < N; ++i) CHECK(l[i] == l_ref[i]);
-            std::size_t differ = 0;
-            for (std::size_t i = 0; i < N * K; ++i)
-                differ += block ? g[i] != g_ref[i] : std::fabs(g[i] - g_ref[i]) > 1e-6f * std::fabs(g_ref[i]) + 1e-30f;
-            CHECK(differ == 0);
-        }
+        const std::vector<float> up = jt::padded_rows(u, N, K, Kp);
+        for (int threads : {1, 2})
+            for (const Kernel* k : {&piped, &generic}) {
+                INFO((k == &piped ? "specialized" : "generic") << ", threads " << threads);
+                std::vector<float> g_ref(N * Kp, 7.f), g(u), l_ref(N), l(N);
+                Batch a, b;
+                a.bind("u", matrix(static_cast<const float*>(up.data()), N, Kp)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
+                a.bind("grad.u", matrix(g_ref.data(), N, Kp)).bind("loss", column(l_ref.data(), N)).threads(threads);
+                b.bind("u", matrix(g.data(), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));  // in place
+                b.bind("grad.u", matrix(g.data(), N, K)).bind("loss", column(l.data(), N)).threads(threads);
+                const Result ra = generic.run(a), rb = k->run(b);
+                CHECK(ra.ignored == 4);
+                CHECK(ra.masked == 1);
+                CHECK(rb.ignored == ra.ignored);
+                CHECK(rb.masked == ra.masked);
+                CHECK(rb.loss() == Approx(ra.loss()).epsilon(1e-12));
+                for (std::size_t i = 0; i < N; ++i) CHECK(l[i] == l_ref[i]);
+                const bool exact = block || k == &generic;
+                std::size_t differ = 0;
+                for (std::size_t r = 0; r < N; ++r)
+                    for (std::size_t j = 0; j < K; ++j) {
+                        const float want = g_ref[r * Kp + j], got = g[r * K + j];
+                        differ += exact ? got != want : std::fabs(got - want) > 1e-6f * std::fabs(want) + 1e-30f;
+                    }
+                CHECK(differ == 0);
+            }
     }
 }
 
@@ -363,11 +378,13 @@ TEST_CASE("max ahead: the next row's max taken in this row's exp loop") {
         const Kernel k = jt::check_case({"scaled_by_row", g, {}}, 5, 1000, o, jt::Mode::normal, 3);
         CHECK(k.schedule().find("previous row's main loop") == std::string::npos);
     }
-    // Against the generic kernel (K unknown: no max ahead), loss for loss: ignored rows (the
-    // first, two in a row, the last), a fully masked row, a row with a NaN, rows whose maxes
-    // differ by far; on one and two threads (each thread's last row has no next one), fwd and
-    // fwd+bwd with the gradient in place (a row's pass reads the next row before that row's
-    // gradient replaces it, and never the next thread's first row).
+    // The kernels with the max ahead, the specialized one and generic K's for one-block rows,
+    // against the rows padded with -inf past that kernel's longest, in the generic kernel's for
+    // any other length (no max ahead), loss for loss: ignored rows (the first, two in a row, the
+    // last), a fully masked row, a row with a NaN, rows whose maxes differ by far; on one and two
+    // threads (each thread's last row has no next one), fwd and fwd+bwd with the gradient in place
+    // (a row's pass reads the next row before that row's gradient replaces it, and never the next
+    // thread's first row).
     const std::size_t N = 11, K = 1000;
     for (const Graph& g : {fwd[0].g, jt::ce_hard()}) {
         const bool grad = g.outputs().size() > 1;
@@ -377,6 +394,12 @@ TEST_CASE("max ahead: the next row's max taken in this row's exp loop") {
         o.row_length = K;
         const Kernel ahead = compile(g, o);
         REQUIRE(ahead.schedule().find("previous row's main loop") != std::string::npos);
+        const std::string plans = generic.schedule();
+        const std::string tier = "rows of 33 to ";
+        REQUIRE(plans.find(tier) != std::string::npos);
+        const std::size_t Kp = std::stoull(plans.substr(plans.find(tier) + tier.size())) + 1;
+        REQUIRE(plans.find("previous row's main loop") < plans.find("rows of any other length:"));
+        REQUIRE(plans.find("previous row's main loop", plans.find("rows of any other length:")) == std::string::npos);
         std::mt19937 rng(9);
         std::normal_distribution<float> nd(0, 3);
         std::vector<float> u(N * K);
@@ -387,39 +410,44 @@ TEST_CASE("max ahead: the next row's max taken in this row's exp loop") {
         y[0] = y[3] = y[4] = y[10] = -100;
         for (std::size_t j = 0; j < K; ++j) u[6 * K + j] = -INFINITY;
         u[8 * K + 17] = NAN;
-        for (int threads : {1, 2}) {
-            std::vector<float> l_ref(N, 7.f), l(N, 7.f), g_ref(N * K, 7.f), g_in(u);
-            Batch a, b;
-            a.bind("u", matrix(static_cast<const float*>(u.data()), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
-            a.bind("loss", column(l_ref.data(), N)).threads(threads);
-            b.bind("u", matrix(g_in.data(), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
-            b.bind("loss", column(l.data(), N)).threads(threads);
-            if (grad) {
-                a.bind("grad.u", matrix(g_ref.data(), N, K));
-                b.bind("grad.u", matrix(g_in.data(), N, K));  // in place
+        const std::vector<float> up = jt::padded_rows(u, N, K, Kp);
+        for (int threads : {1, 2})
+            for (const Kernel* k : {&ahead, &generic}) {
+                INFO((k == &ahead ? "specialized" : "generic") << ", threads " << threads);
+                std::vector<float> l_ref(N, 7.f), l(N, 7.f), g_ref(N * Kp, 7.f), g_in(u);
+                Batch a, b;
+                a.bind("u", matrix(static_cast<const float*>(up.data()), N, Kp)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
+                a.bind("loss", column(l_ref.data(), N)).threads(threads);
+                b.bind("u", matrix(g_in.data(), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
+                b.bind("loss", column(l.data(), N)).threads(threads);
+                if (grad) {
+                    a.bind("grad.u", matrix(g_ref.data(), N, Kp));
+                    b.bind("grad.u", matrix(g_in.data(), N, K));  // in place
+                }
+                const Result ra = generic.run(a), rb = k->run(b);
+                CHECK(ra.ignored == 4);
+                CHECK(ra.masked == 1);
+                CHECK(rb.ignored == ra.ignored);
+                CHECK(rb.masked == ra.masked);
+                CHECK(std::isnan(l[8]));
+                for (std::size_t i = 0; i < N; ++i) {
+                    INFO("row " << i);
+                    CHECK(std::memcmp(&l[i], &l_ref[i], sizeof(float)) == 0);
+                }
+                if (!grad) continue;
+                // a row of one block takes softmax as the kept exps / their sum, the generic
+                // kernel for any length by its block's factor: rounded differently
+                std::size_t differ = 0;
+                for (std::size_t r = 0; r < N; ++r)
+                    for (std::size_t j = 0; j < K; ++j) {
+                        const float want = g_ref[r * Kp + j], got = g_in[r * K + j];
+                        differ += !(std::fabs(got - want) <= 1e-6f * std::fabs(want) + 1e-30f) && !(std::isnan(got) && std::isnan(want));
+                    }
+                CHECK(differ == 0);
             }
-            const Result ra = generic.run(a), rb = ahead.run(b);
-            CHECK(ra.ignored == 4);
-            CHECK(ra.masked == 1);
-            CHECK(rb.ignored == ra.ignored);
-            CHECK(rb.masked == ra.masked);
-            CHECK(std::isnan(l[8]));
-            for (std::size_t i = 0; i < N; ++i) {
-                INFO("row " << i << ", threads " << threads);
-                CHECK(std::memcmp(&l[i], &l_ref[i], sizeof(float)) == 0);
-            }
-            if (!grad) continue;
-            // a row of one block takes softmax as the kept exps / their sum, the generic kernel by
-            // its block's factor: rounded differently
-            std::size_t differ = 0;
-            for (std::size_t i = 0; i < N * K; ++i)
-                differ += !(std::fabs(g_in[i] - g_ref[i]) <= 1e-6f * std::fabs(g_ref[i]) + 1e-30f) && !(std::isnan(g_in[i]) && std::isnan(g_ref[i]));
-            CHECK(differ == 0);
-        }
     }
 }
 
-// (the loss alone: its exps are only summed, as two factors of an fma, Em::lse_accumulate)
 TEST_CASE("logsumexp strategies online and two-pass and blocked rows") {
     const Graph g = jt::ce_soft(), loss = jt::ce_hard(false);
     for (auto lse : {CompileOptions::Lse::online, CompileOptions::Lse::two_pass})

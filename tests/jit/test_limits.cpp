@@ -206,9 +206,12 @@ TEST_CASE("limits: K = 10^7 specialized and generic; memory bounded by one scrat
 // and bf16 gradients; rows of 4 KB (max ahead, fp32) and 128 KB (pipelined, fp32).
 template <class T>
 void check_streaming_stores(DType dtype) {
-    for (std::size_t K : {std::size_t{32768}, std::size_t{1024}, std::size_t{4099}}) {  // stream (1024: fp32 only); cannot (K % 16 != 0)
+    // stream (1024: fp32 only); cannot (K % 16 != 0); generic K (0): its kernel for long rows of a
+    // multiple of the vector width, at K = 32768
+    for (std::size_t row_length : {std::size_t{32768}, std::size_t{1024}, std::size_t{4099}, std::size_t{0}}) {
+        const std::size_t K = row_length ? row_length : 32768;
         CompileOptions o;
-        o.row_length = K;
+        o.row_length = row_length;
         o.dtype = dtype;
         const Kernel k = compile(jt::ce_hard(), o);
         const std::string plan = k.schedule();

@@ -1,6 +1,7 @@
 // Threads compiling and running kernels at once, each result checked against the reference
 // evaluator: 8 different kernels; 16 threads x 1000 compiles with hits and misses interleaved;
-// many threads compiling the same kernel get one compiled kernel; threads writing the disk cache.
+// many threads compiling the same kernel get one compiled kernel; threads racing to the first run
+// of a generic kernel's lengths; threads writing the disk cache.
 #include <unistd.h>
 
 #include <cstdlib>
@@ -114,6 +115,33 @@ TEST_CASE("threads: 8 threads compiling the same kernel share one") {
         CHECK(&k.graph() == &ks[0].graph());
     }
     CHECK(compiled == 1);
+}
+
+// Generic K compiles the kernel for a length at the first run with rows of it: 8 threads run one
+// fresh generic kernel at once, two threads to each of 4 lengths (across rows, max ahead,
+// pipelined, any other), so that threads race to the first run of each.
+TEST_CASE("threads: 8 threads making generic K's kernels at their first runs at once") {
+    for (int round = 0; round < 3; ++round) {
+        CompileOptions o;
+        o.cache = false;  // a fresh kernel: nothing compiled yet
+        const Kernel k = compile(jt::ce_hard(), o);
+        REQUIRE(k.compile_ms() == 0);
+        const std::size_t Ks[] = {10, 1000, 5008, 1025};
+        std::vector<std::thread> ts;
+        std::vector<std::string> failures(8);
+        for (int t = 0; t < 8; ++t)
+            ts.emplace_back([&, t] {
+                try {
+                    const std::size_t K = Ks[t % 4];
+                    failures[static_cast<std::size_t>(t)] = run_and_check({"ce_hard", jt::ce_hard(), {}}, k, 40, K, static_cast<std::uint32_t>(round * 8 + t));
+                } catch (const std::exception& e) {
+                    failures[static_cast<std::size_t>(t)] = e.what();
+                }
+            });
+        for (auto& t : ts) t.join();
+        for (const auto& f : failures) CHECK(f == "");
+        CHECK(k.compile_ms() > 0);
+    }
 }
 
 TEST_CASE("threads: 8 threads compiling with the disk cache on write one file each and leave no temporary file") {
