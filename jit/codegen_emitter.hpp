@@ -408,8 +408,10 @@ public:
     }
 
     // pairs: a body whose lanes contexts take Em::loop_pair (a pass's loops), in bf16 pairs
-    // where the plan has them
-    void emit_loop(Value* begin, Value* end, const std::function<void(Value*, Value*, int)>& body, int copies = 0, bool pairs = false);
+    // where the plan has them; whole: end - begin is known to be a multiple of the loop's step
+    // (no tail)
+    void emit_loop(Value* begin, Value* end, const std::function<void(Value*, Value*, int)>& body, int copies = 0, bool pairs = false,
+                   bool whole = false);
     void new_stage();
     // max_ahead: the pass whose logsumexps' maxes come from, and go to, the neighbouring rows
     void emit_pass(const Pass& ps, bool last, bool max_ahead = false);
@@ -565,7 +567,9 @@ public:
                    *at_y = nullptr;
         bool label = false;  // the pass writes softmax - onehot(y): an element at y
     } pending;
-    Value* pending_factor = nullptr;  // non-null: the exp loop also does the pending row's vector
+    // non-null: the exp loop also does the pending row's vector, `pending_skew` elements ahead of
+    // its own while that is before the block's end `pending_end` (pending_skewed_vector)
+    Value *pending_factor = nullptr, *pending_skew = nullptr, *pending_end = nullptr;
     // Plan::bf16_pairs: while a loop's full-vector copy is emitted, its pair (0 even, 1 odd; -1
     // none), which its lanes contexts take (emit_loop)
     int loop_pair = -1;
@@ -574,6 +578,9 @@ public:
     void pending_carry();                                 // this row becomes the pending one
     void pending_vector(Value* i, Value* mask);           // one vector of the pending row
     Value* pending_block_factor(Value* b0);               // before this row's block max is kept
+    Value* pending_row_skew();                            // this row's skew, in elements
+    void pending_skewed_start(Value* b0, Value* be, Value* skew);  // a block's first pending vectors
+    void pending_skewed_vector(Value* i, Value* mask);    // in the exp loop at i
     void pending_finish();                                // its element at the label; none pending
     void pending_pass();                                  // the whole pass, after the rows
     // A vector output's store: masked, streaming (a branch the row always takes the same way) or plain.

@@ -3,11 +3,11 @@
 
 namespace lossjit::jit::codegen_detail {
 
-void Em::emit_loop(Value* begin, Value* end, const std::function<void(Value*, Value*, int)>& body, int copies, bool pairs) {
+void Em::emit_loop(Value* begin, Value* end, const std::function<void(Value*, Value*, int)>& body, int copies, bool pairs, bool whole) {
     const int U = copies > 0 ? copies : P.unroll;
     AllocaInst* iv = alloca(I64);
     B.CreateStore(begin, iv);
-    if (U == 1 && P.masked_loop && !(isa<ConstantInt>(begin) && isa<ConstantInt>(end))) {
+    if (U == 1 && P.masked_loop && !whole && !(isa<ConstantInt>(begin) && isa<ConstantInt>(end))) {
         // One loop, every iteration masked: with AVX-512's mask registers a masked load, store or
         // accumulation costs what an unmasked one does, and the body is emitted once (half the
         // code for LLVM to optimize and select: JIT latency).
@@ -54,7 +54,7 @@ void Em::emit_loop(Value* begin, Value* end, const std::function<void(Value*, Va
     const std::int64_t n = known ? ce->getSExtValue() - cb->getSExtValue() : -1;
     const std::int64_t step = static_cast<std::int64_t>(VW) * U;
     if (!known || n >= step) counted(static_cast<int>(step), U, U > 1 ? "unrolled" : "vector");
-    if (known && n % step == 0) return;  // no tail
+    if (whole || (known && n % step == 0)) return;  // no tail
     if (known && n % step <= VW) {       // a tail of at most one vector: straight-line, no loop
         Value* i = B.CreateLoad(I64, iv);
         Value* lanes = lane_indices(i);

@@ -111,7 +111,7 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
     };
     std::vector<Value*> pair_even(ps.writes.size(), nullptr);  // bf16 pairs: a write's even elements
     auto main_body = [&](Value* i, Value* mask, int u) {
-        if (pending_factor) pending_vector(i, mask);  // reads the kept exps before this row's replace them
+        if (pending_factor) pending_skewed_vector(i, mask);  // reads the kept exps before this row's replace them
         Ctx c = lanes_ctx(i, mask);
         // The prefetches fill the L2 only (prefetcht1, locality 2): a block or two rows ahead is
         // far more than the L1 holds, and into the L1 (prefetcht0) each held a miss buffer the
@@ -316,6 +316,7 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
         bool keeps = false;
         for (const Red& r : reds) keeps = keeps || r.node == P.cache_lse;
         const bool pipe = P.pipelined && keeps;
+        Value* skew = pipe ? pending_row_skew() : nullptr;
         for_each_block([&](Value* b0, Value* be) {
             Value* factor = pipe ? pending_block_factor(b0) : nullptr;
             for (Red& r : reds)
@@ -366,8 +367,9 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
                 }
             }
             pending_factor = factor;
+            if (pipe) pending_skewed_start(b0, be, skew);
             block_main_loop(b0, be);
-            pending_factor = nullptr;
+            pending_factor = pending_skew = pending_end = nullptr;
             if (max_ahead) {  // the next row's maxes, for its pass
                 for (Red& r : reds) {
                     if (r.next.empty()) continue;

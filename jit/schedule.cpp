@@ -8,10 +8,10 @@
 namespace lossjit::jit {
 namespace {
 
-// Pipelined rows from this K on (Plan::pipelined)
-constexpr std::size_t kPipelineMinK = 4096;
 // Longest rows (bytes of input a row) of a kernel with passes after the first to take the max ahead
 constexpr std::size_t kMaxAheadRowBytes = 4096;
+// Pipelined rows from this K on (Plan::pipelined): past the fp32 rows of the max ahead
+constexpr std::size_t kPipelineMinK = kMaxAheadRowBytes / 4 + 1;
 // Shortest rows (bytes of output a row) to be stored with streaming stores (Plan::stream_min_bytes)
 constexpr std::size_t kStreamMinRowBytes = 4096;
 
@@ -371,10 +371,14 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, RowLen
     // batches) and a multiply, the next row's exp loop arithmetic; run apart, memory waits for
     // the arithmetic and the arithmetic for memory. fwd+bwd, one thread (ce_probe, interleaved,
     // medians): 64x256000 13.1 -> 17.5 GB/s, 512x32000 16.5 -> 19.5, 2048x4096 14.8 -> 17.4,
-    // 256x4096 (in cache) 22.5 -> 25.5. Where it lost, it is off: K = 1000 16.5 -> 12.7, K = 1024
-    // 18.9 -> 15.4, K = 4100 (not a multiple of the vector width) 15.2 -> 12.8, and bf16 (its exp
-    // loop is the busier for the widening): 2048x4096 18.2 -> 16.8. LOSSJIT_PIPELINE=0 turns it
-    // off (for comparisons).
+    // 256x4096 (in cache) 22.5 -> 25.5. Where it lost, it is off: K = 4100 (not a multiple of the
+    // vector width) 15.2 -> 12.8, and bf16 (its exp loop is the busier for the widening):
+    // 2048x4096 18.2 -> 16.8; rows the max ahead takes run faster with it (Zen 4, alternating:
+    // 16384x512 15.0 against 10.1, 8192x768 14.8 against 10.5, 1024x1024 18.2 against 16.9).
+    // Rows from 4096 on until session 18, where the pending row's skew (codegen_row.cpp) took
+    // away what lost at 2048: from past the max ahead's rows, 4096x2000 9.2 -> 12.0 GB/s,
+    // 16384x1536 8.8 -> 10.7, 8192x1040 7.5 -> 9.8, 2048x3072 10.4 -> 13.0, 512x2048 (in cache)
+    // 15.9 -> 18.0. LOSSJIT_PIPELINE=0 turns it off (for comparisons).
     static const bool pipeline = !turned_off("LOSSJIT_PIPELINE");
     // (and the gradient in the compute type: with no row pending, the exp loop writes its
     // pending row's vectors into the scratch row itself, just before its own exps)
@@ -481,8 +485,8 @@ std::vector<Plan> make_plans(const Graph& g, const CompileOptions& o, const Targ
     // --generic, alternating, medians) 512x32000 7.7 -> 12.6 GB/s, 64x256000 7.8 -> 10.3,
     // 2048x4096 8.0 -> 11.0, 128x128256 7.9 -> 12.2; bf16 (streaming stores only) 512x32000
     // 11.1 -> 14.1, 2048x4096 11.3 -> 12.7.
-    if (Plan p = make_plan(g, o, t, {kPipelineMinK, 0, static_cast<std::size_t>(any.vector_width)}); p.pipelined || p.stream_min_bytes)
-        plans.push_back(std::move(p));
+    const RowLengths long_rows{std::max(kPipelineMinK, ahead_k + 1), 0, static_cast<std::size_t>(any.vector_width)};
+    if (Plan p = make_plan(g, o, t, long_rows); p.pipelined || p.stream_min_bytes) plans.push_back(std::move(p));
     plans.push_back(std::move(any));
     return plans;
 }
@@ -622,7 +626,7 @@ std::string to_string(const Plan& p) {
             os << "\n";
         }
         if (k + 1 == p.passes.size() && p.pipelined)
-            os << "    (pipelined: this pass of a row runs inside the next row's exp loop, block by block; the last row's after the rows)\n";
+            os << "    (pipelined: this pass of a row runs inside the next row's exp loop, block by block, ahead of its index by a skew that keeps their addresses half a page apart; the last row's after the rows)\n";
         for (int y : p.labels_after_loop(ps, k + 1 == p.passes.size()))
             os << "    (the loop takes onehot(" << node_text(g, y) << ") as 0; the element at " << node_text(g, y)
                << " is computed before it and stored after it)\n";

@@ -188,7 +188,7 @@ std::vector<Plan> make_plans(const Graph& g, const CompileOptions& o, const Targ
 // appear in a Graph (all but Op::wildcard) must.
 bool has_emitter(Op op);
 
-// "1 to 32 elements", "4096 elements or more, a multiple of 16", "any length".
+// "1 to 32 elements", "1025 elements or more, a multiple of 16", "any length".
 std::string to_string(const RowLengths& l);
 // The printable schedule (Kernel::schedule()).
 std::string to_string(const Plan& p);

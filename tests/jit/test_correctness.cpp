@@ -49,7 +49,7 @@ TEST_CASE("every expression at K = 1 3 17 1000 specialized") {
 
 // Generic K runs each batch in the kernel for its rows' length (jit::make_plans): across rows to
 // 32 elements, with the max ahead to 1024 fp32 elements where a gradient pass follows (to the
-// L2 block for a loss alone), pipelined from 4096 where the length is a multiple of the vector
+// L2 block for a loss alone), pipelined past those where the length is a multiple of the vector
 // width (one block, and several past the L2 block), then blocks of any length.
 TEST_CASE("every expression with generic K at K = 16, 33, 1024, 1025, 4096, 32005, 32784, 33000 and with logits of +-80") {
     for (const auto& c : jt::cases()) {
@@ -189,7 +189,7 @@ TEST_CASE("pipelined rows: each row's gradient pass inside the next row's exp lo
         REQUIRE(piped.schedule().find("pipelined") != std::string::npos);
         const std::string plans = generic.schedule();
         const std::size_t other = plans.find("rows of any other length:");
-        REQUIRE(plans.find("pipelined", plans.find("rows of 4096 elements or more, a multiple of ")) < other);
+        REQUIRE(plans.find("pipelined", plans.find("rows of 1025 elements or more, a multiple of ")) < other);
         REQUIRE(plans.find("pipelined", other) == std::string::npos);
         std::mt19937 rng(5);
         std::normal_distribution<float> nd(0, 3);
@@ -200,31 +200,42 @@ TEST_CASE("pipelined rows: each row's gradient pass inside the next row's exp lo
         y[0] = y[3] = y[4] = y[8] = -100;  // ignored: the first, two in a row, the last
         for (std::size_t j = 0; j < K; ++j) u[6 * K + j] = -INFINITY;  // fully masked
         const std::vector<float> up = jt::padded_rows(u, N, K, Kp);
+        // The pending row runs ahead by a skew from the addresses of its gradient and the next
+        // row's logits: in place, and gradients at several distances from the logits modulo 4 KB.
+        std::vector<float> g_store(N * K + 1024);
+        auto gradient_at = [&](std::ptrdiff_t apart, const float* logits) {  // elements past the logits, modulo 4 KB
+            const auto bytes = reinterpret_cast<std::uintptr_t>(g_store.data()) - reinterpret_cast<std::uintptr_t>(logits);
+            const std::size_t start = ((static_cast<std::uintptr_t>(apart) * sizeof(float) - bytes) % 4096) / sizeof(float);
+            std::fill(g_store.begin(), g_store.end(), 7.f);
+            return g_store.data() + start;
+        };
         for (int threads : {1, 2})
-            for (const Kernel* k : {&piped, &generic}) {
-                INFO((k == &piped ? "specialized" : "generic") << ", threads " << threads);
-                std::vector<float> g_ref(N * Kp, 7.f), g(u), l_ref(N), l(N);
-                Batch a, b;
-                a.bind("u", matrix(static_cast<const float*>(up.data()), N, Kp)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
-                a.bind("grad.u", matrix(g_ref.data(), N, Kp)).bind("loss", column(l_ref.data(), N)).threads(threads);
-                b.bind("u", matrix(g.data(), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));  // in place
-                b.bind("grad.u", matrix(g.data(), N, K)).bind("loss", column(l.data(), N)).threads(threads);
-                const Result ra = generic.run(a), rb = k->run(b);
-                CHECK(ra.ignored == 4);
-                CHECK(ra.masked == 1);
-                CHECK(rb.ignored == ra.ignored);
-                CHECK(rb.masked == ra.masked);
-                CHECK(rb.loss() == Approx(ra.loss()).epsilon(1e-12));
-                for (std::size_t i = 0; i < N; ++i) CHECK(l[i] == l_ref[i]);
-                const bool exact = block || k == &generic;
-                std::size_t differ = 0;
-                for (std::size_t r = 0; r < N; ++r)
-                    for (std::size_t j = 0; j < K; ++j) {
-                        const float want = g_ref[r * Kp + j], got = g[r * K + j];
-                        differ += exact ? got != want : std::fabs(got - want) > 1e-6f * std::fabs(want) + 1e-30f;
-                    }
-                CHECK(differ == 0);
-            }
+            for (const Kernel* k : {&piped, &generic})
+                for (std::ptrdiff_t apart : {-1, 0, 16, 496, 512, 1008}) {  // -1: in place
+                    INFO((k == &piped ? "specialized" : "generic") << ", threads " << threads << ", gradient " << apart << " elements from the logits");
+                    std::vector<float> g_ref(N * Kp, 7.f), x(u), l_ref(N), l(N);
+                    float* g = apart < 0 ? x.data() : gradient_at(apart, x.data());
+                    Batch a, b;
+                    a.bind("u", matrix(static_cast<const float*>(up.data()), N, Kp)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
+                    a.bind("grad.u", matrix(g_ref.data(), N, Kp)).bind("loss", column(l_ref.data(), N)).threads(threads);
+                    b.bind("u", matrix(static_cast<const float*>(x.data()), N, K)).bind("y", column(static_cast<const std::int64_t*>(y.data()), N));
+                    b.bind("grad.u", matrix(g, N, K)).bind("loss", column(l.data(), N)).threads(threads);
+                    const Result ra = generic.run(a), rb = k->run(b);
+                    CHECK(ra.ignored == 4);
+                    CHECK(ra.masked == 1);
+                    CHECK(rb.ignored == ra.ignored);
+                    CHECK(rb.masked == ra.masked);
+                    CHECK(rb.loss() == Approx(ra.loss()).epsilon(1e-12));
+                    for (std::size_t i = 0; i < N; ++i) CHECK(l[i] == l_ref[i]);
+                    const bool exact = block || k == &generic;
+                    std::size_t differ = 0;
+                    for (std::size_t r = 0; r < N; ++r)
+                        for (std::size_t j = 0; j < K; ++j) {
+                            const float want = g_ref[r * Kp + j], got = g[r * K + j];
+                            differ += exact ? got != want : std::fabs(got - want) > 1e-6f * std::fabs(want) + 1e-30f;
+                        }
+                    CHECK(differ == 0);
+                }
     }
 }
 
