@@ -568,7 +568,8 @@ public:
         bool label = false;  // the pass writes softmax - onehot(y): an element at y
     } pending;
     // non-null: the exp loop also does the pending row's vector, `pending_skew` elements ahead of
-    // its own while that is before the block's end `pending_end` (pending_skewed_vector)
+    // its own while that is before the end of the block's whole vectors `pending_end`
+    // (pending_skewed_vector)
     Value *pending_factor = nullptr, *pending_skew = nullptr, *pending_end = nullptr;
     // Plan::bf16_pairs: while a loop's full-vector copy is emitted, its pair (0 even, 1 odd; -1
     // none), which its lanes contexts take (emit_loop)
@@ -580,7 +581,7 @@ public:
     Value* pending_block_factor(Value* b0);               // before this row's block max is kept
     Value* pending_row_skew();                            // this row's skew, in elements
     void pending_skewed_start(Value* b0, Value* be, Value* skew);  // a block's first pending vectors
-    void pending_skewed_vector(Value* i, Value* mask);    // in the exp loop at i
+    void pending_skewed_vector(Value* i);                 // in the exp loop at i
     void pending_finish();                                // its element at the label; none pending
     void pending_pass();                                  // the whole pass, after the rows
     // A vector output's store: masked, streaming (a branch the row always takes the same way) or plain.

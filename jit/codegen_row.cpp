@@ -355,9 +355,8 @@ void Em::pending_vector(Value* i, Value* mask) {
 // addresses equal in their low 12 bits, which the CPU takes for a dependence at first: fwd+bwd
 // 64x256000 11.8 GB/s, with the gradient 1 KB further 14.0; 512x32768 12.3 against 16.5. The
 // pending row runs ahead of this row's index by a skew that puts its stores half a page away
-// from this row's loads (a whole number of vectors; the first `skew` elements of each block
-// before the exp loop, the last skipped in it). A row is a whole number of vectors
-// (Plan::pipelined), so the skewed vectors never need a mask.
+// from this row's loads (a whole number of vectors): each block's first `skew` elements, and its
+// part of a vector at the end, before the exp loop; in the loop its whole vectors from there.
 Value* Em::pending_row_skew() {
     const DType d = P.slots[P.output_slot(P.passes.back().writes[0])].dtype;
     std::size_t logits = 0;  // the row's first vector input, which the exp loop reads
@@ -369,18 +368,30 @@ Value* Em::pending_row_skew() {
 }
 
 void Em::pending_skewed_start(Value* b0, Value* be, Value* skew) {
-    pending_end = be;
-    pending_skew = B.CreateSelect(B.CreateICmpULT(skew, B.CreateSub(be, b0)), skew, B.CreateSub(be, b0));
+    // the block's whole vectors end at pending_end; a row of whole vectors has no part after it
+    const bool whole = P.lengths_multiple_of(static_cast<std::size_t>(VW));
+    Value* len = B.CreateSub(be, b0);
+    if (!whole) len = B.CreateAnd(len, ConstantInt::get(I64, ~static_cast<std::uint64_t>(VW - 1)));
+    pending_end = B.CreateAdd(b0, len);
+    pending_skew = B.CreateSelect(B.CreateICmpULT(skew, len), skew, len);
     emit_loop(b0, B.CreateAdd(b0, pending_skew), [&](Value* i, Value* mask, int) { pending_vector(i, mask); }, 1, false, true);
+    if (whole) return;
+    BasicBlock* part = BasicBlock::Create(C, "pending.part", fn);
+    BasicBlock* done = BasicBlock::Create(C, "pending.part.done", fn);
+    B.CreateCondBr(B.CreateICmpULT(pending_end, be), part, done);
+    B.SetInsertPoint(part);
+    pending_vector(pending_end, B.CreateICmpSLT(lane_indices(pending_end), splat(B.CreateTrunc(be, I32))));
+    B.CreateBr(done);
+    B.SetInsertPoint(done);
 }
 
-void Em::pending_skewed_vector(Value* i, Value* mask) {
+void Em::pending_skewed_vector(Value* i) {
     Value* j = B.CreateAdd(i, pending_skew);
     BasicBlock* run = BasicBlock::Create(C, "pending.vector", fn);
     BasicBlock* done = BasicBlock::Create(C, "pending.vector.done", fn);
     B.CreateCondBr(B.CreateICmpULT(j, pending_end), run, done);
     B.SetInsertPoint(run);
-    pending_vector(j, mask);
+    pending_vector(j, nullptr);
     B.CreateBr(done);
     B.SetInsertPoint(done);
 }

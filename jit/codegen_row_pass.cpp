@@ -111,7 +111,7 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
     };
     std::vector<Value*> pair_even(ps.writes.size(), nullptr);  // bf16 pairs: a write's even elements
     auto main_body = [&](Value* i, Value* mask, int u) {
-        if (pending_factor) pending_skewed_vector(i, mask);  // reads the kept exps before this row's replace them
+        if (pending_factor) pending_skewed_vector(i);  // reads the kept exps before this row's replace them
         Ctx c = lanes_ctx(i, mask);
         // The prefetches fill the L2 only (prefetcht1, locality 2): a block or two rows ahead is
         // far more than the L1 holds, and into the L1 (prefetcht0) each held a miss buffer the

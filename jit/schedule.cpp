@@ -378,13 +378,17 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, RowLen
     // Rows from 4096 on until session 18, where the pending row's skew (codegen_row.cpp) took
     // away what lost at 2048: from past the max ahead's rows, 4096x2000 9.2 -> 12.0 GB/s,
     // 16384x1536 8.8 -> 10.7, 8192x1040 7.5 -> 9.8, 2048x3072 10.4 -> 13.0, 512x2048 (in cache)
-    // 15.9 -> 18.0. LOSSJIT_PIPELINE=0 turns it off (for comparisons).
+    // 15.9 -> 18.0. Rows of part of a vector at their end (their vectors mostly across cache
+    // lines, and no streaming stores) where they are one block: 4096x2001 7.4 -> 9.2, 2048x4100
+    // 7.4 -> 8.3, 256x4100 (in cache) 13.7 -> 16.7, 16384x1030 7.1 -> 7.7, 512x32005 1.0x; of
+    // several blocks they lost (256x50257 7.65 -> 7.19). LOSSJIT_PIPELINE=0 turns it off (for
+    // comparisons).
     static const bool pipeline = !turned_off("LOSSJIT_PIPELINE");
     // (and the gradient in the compute type: with no row pending, the exp loop writes its
     // pending row's vectors into the scratch row itself, just before its own exps)
     bool all_compute = true;
     for (const Slot& sl : p.slots) all_compute = all_compute && (!sl.vector || sl.dtype == p.compute);
-    if (pipeline && !p.rows && p.shortest() >= kPipelineMinK && p.lengths_multiple_of(static_cast<std::size_t>(p.vector_width)) && all_compute &&
+    if (pipeline && !p.rows && p.shortest() >= kPipelineMinK && (p.lengths_multiple_of(static_cast<std::size_t>(p.vector_width)) || p.row_is_one_block()) && all_compute &&
         p.cache_lse >= 0 && p.passes.size() == 2 && p.passes[1].reductions.empty() && p.passes[1].writes.size() == 1) {
         const int root = p.g.outputs()[static_cast<std::size_t>(p.passes[1].writes[0])].root;
         const Node& n = p.g[root];
@@ -487,6 +491,9 @@ std::vector<Plan> make_plans(const Graph& g, const CompileOptions& o, const Targ
     // 11.1 -> 14.1, 2048x4096 11.3 -> 12.7.
     const RowLengths long_rows{std::max(kPipelineMinK, ahead_k + 1), 0, static_cast<std::size_t>(any.vector_width)};
     if (Plan p = make_plan(g, o, t, long_rows); p.pipelined || p.stream_min_bytes) plans.push_back(std::move(p));
+    // The other long rows of one block, pipelined (a part of a vector at their end): fwd+bwd
+    // (alternating, medians) 4096x2001 7.5 -> 8.5 GB/s, 16384x1030 6.6 -> 7.8.
+    if (Plan p = make_plan(g, o, t, {long_rows.min, any.block}); p.pipelined) plans.push_back(std::move(p));
     plans.push_back(std::move(any));
     return plans;
 }
