@@ -1,7 +1,10 @@
 // ce_probe: a tuning tool for the cross-entropy kernel (not part of the benchmark's results).
 //   ce_probe [N K] [--fwd] [--bf16] [--generic] [--threads T] [--unroll U] [--lse online|two] [--block B] [--reps R]
+//            [--grad-offset E]
 // Times the lossjit kernel, careful C++ and the copy (fwdbwd) or read (fwd) roofline, interleaved,
 // and prints min and median GB/s of each (fp32 logit bytes / s) and lossjit / roofline.
+// --grad-offset: the gradient starts E elements past its buffer's 64-byte boundary (where the
+// logits start), for kernels whose speed depends on the two arrays' addresses.
 #include <lossjit/kernel.hpp>
 #include <lossjit/lossjit.hpp>
 
@@ -27,6 +30,7 @@ int main(int argc, char** argv) {
     std::size_t N = 8192, K = 1000;
     bool fwd = false, b16 = false, generic = false;  // generic: K not baked into the kernel
     int T = 1, reps = 30;
+    std::size_t grad_offset = 0;
     lossjit::CompileOptions o;
     std::vector<std::string> pos;
     for (int i = 1; i < argc; ++i) {
@@ -38,6 +42,7 @@ int main(int argc, char** argv) {
         else if (a == "--unroll") o.unroll = std::atoi(argv[++i]);
         else if (a == "--block") o.block = std::strtoul(argv[++i], nullptr, 10);
         else if (a == "--reps") reps = std::atoi(argv[++i]);
+        else if (a == "--grad-offset") grad_offset = std::strtoul(argv[++i], nullptr, 10);
         else if (a == "--lse") o.lse = std::string(argv[++i]) == "online" ? lossjit::CompileOptions::Lse::online : lossjit::CompileOptions::Lse::two_pass;
         else pos.push_back(a);
     }
@@ -52,8 +57,8 @@ int main(int argc, char** argv) {
     lossjit::Kernel k = lossjit::compile(g, o);
     const double cms = std::chrono::duration<double, std::milli>(clk::now() - t0).count();
     const std::size_t n = N * K;
-    bench::Buffer<float> x(n), gr(n), out(n);  // 64-byte aligned, as in bench_ce
-    bench::Buffer<lossjit::bf16> xb(n), gb(n);
+    bench::Buffer<float> x(n), gr(n + grad_offset), out(n);  // 64-byte aligned, as in bench_ce
+    bench::Buffer<lossjit::bf16> xb(n), gb(n + grad_offset);
     std::vector<std::int64_t> lab(N);
     std::mt19937_64 rng(1);
     std::normal_distribution<float> nd(0, 2);
@@ -67,8 +72,8 @@ int main(int argc, char** argv) {
     else batch.bind("u", lossjit::matrix(static_cast<const float*>(x.data()), N, K));
     batch.bind("y", lossjit::column(static_cast<const std::int64_t*>(lab.data()), N)).threads(T);
     if (!fwd) {
-        if (b16) batch.bind("grad.u", lossjit::matrix(gb.data(), N, K));
-        else batch.bind("grad.u", lossjit::matrix(gr.data(), N, K));
+        if (b16) batch.bind("grad.u", lossjit::matrix(gb.data() + grad_offset, N, K));
+        else batch.bind("grad.u", lossjit::matrix(gr.data() + grad_offset, N, K));
         batch.scale("grad.u", 1.0 / static_cast<double>(N));
     }
     // reference loss

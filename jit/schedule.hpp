@@ -180,8 +180,8 @@ Plan make_plan(const Graph& g, const CompileOptions& o, const Target& t, RowLeng
 // The plans of a compile(): for a known K one; for generic K a kernel for each range of lengths
 // where knowing it wins (rows of up to Plan::rows_max_k across rows; rows of one block short
 // enough for the max ahead; long rows of a multiple of the vector width, pipelined with
-// streaming stores), then one for any length. Kernel::run takes the first that admits the
-// batch's K.
+// streaming stores; other long rows of one block, pipelined), then one for any length.
+// Kernel::run takes the first that admits the batch's K.
 std::vector<Plan> make_plans(const Graph& g, const CompileOptions& o, const Target& t);
 
 // Whether codegen's emitter table (codegen_ops.cpp) has an entry for the op; every op that can
