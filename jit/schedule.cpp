@@ -371,18 +371,18 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, RowLen
     // batches) and a multiply, the next row's exp loop arithmetic; run apart, memory waits for
     // the arithmetic and the arithmetic for memory. fwd+bwd, one thread (ce_probe, interleaved,
     // medians): 64x256000 13.1 -> 17.5 GB/s, 512x32000 16.5 -> 19.5, 2048x4096 14.8 -> 17.4,
-    // 256x4096 (in cache) 22.5 -> 25.5. Where it lost, it is off: K = 4100 (not a multiple of the
-    // vector width) 15.2 -> 12.8, and bf16 (its exp loop is the busier for the widening):
-    // 2048x4096 18.2 -> 16.8; rows the max ahead takes run faster with it (Zen 4, alternating:
-    // 16384x512 15.0 against 10.1, 8192x768 14.8 against 10.5, 1024x1024 18.2 against 16.9).
-    // Rows from 4096 on until session 18, where the pending row's skew (codegen_row.cpp) took
-    // away what lost at 2048: from past the max ahead's rows, 4096x2000 9.2 -> 12.0 GB/s,
-    // 16384x1536 8.8 -> 10.7, 8192x1040 7.5 -> 9.8, 2048x3072 10.4 -> 13.0, 512x2048 (in cache)
-    // 15.9 -> 18.0. Rows of part of a vector at their end (their vectors mostly across cache
-    // lines, and no streaming stores) where they are one block: 4096x2001 7.4 -> 9.2, 2048x4100
-    // 7.4 -> 8.3, 256x4100 (in cache) 13.7 -> 16.7, 16384x1030 7.1 -> 7.7, 512x32005 1.0x; of
-    // several blocks they lost (256x50257 7.65 -> 7.19). LOSSJIT_PIPELINE=0 turns it off (for
-    // comparisons).
+    // 256x4096 (in cache) 22.5 -> 25.5. Where it lost, it is off: bf16 (its exp loop is the
+    // busier for the widening): 2048x4096 18.2 -> 16.8; rows the max ahead takes run faster with
+    // it (Zen 4, alternating: 16384x512 15.0 against 10.1, 8192x768 14.8 against 10.5, 1024x1024
+    // 18.2 against 16.9). Rows of a multiple of the vector width from 4096 on until session 18,
+    // where the pending row's skew (codegen_row.cpp) took away what lost at 2048 (K = 4100, not
+    // a multiple, lost then too, 15.2 -> 12.8; with the skew it wins, below): from past the max
+    // ahead's rows, 4096x2000 9.2 -> 12.0 GB/s, 16384x1536 8.8 -> 10.7, 8192x1040 7.5 -> 9.8,
+    // 2048x3072 10.4 -> 13.0, 512x2048 (in cache) 15.9 -> 18.0. Rows of part of a vector at their
+    // end (their vectors mostly across cache lines, and no streaming stores) where they are one
+    // block: 4096x2001 7.4 -> 9.2, 2048x4100 7.4 -> 8.3, 256x4100 (in cache) 13.7 -> 16.7,
+    // 16384x1030 7.1 -> 7.7, 512x32005 1.0x; of several blocks they lost (256x50257 7.65 ->
+    // 7.19). LOSSJIT_PIPELINE=0 turns it off (for comparisons).
     static const bool pipeline = !turned_off("LOSSJIT_PIPELINE");
     // (and the gradient in the compute type: with no row pending, the exp loop writes its
     // pending row's vectors into the scratch row itself, just before its own exps)
