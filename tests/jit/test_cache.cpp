@@ -126,9 +126,11 @@ TEST_CASE("cache: generic K compiles a length's kernel at its first run, once") 
     const double second = run(1000);
     CHECK(second > first);
     CHECK(run(500) == second);
-    const double third = run(3000);  // any other length
+    const double third = run(3000);  // one block, not a multiple of the vector width
     CHECK(third > second);
-    CHECK(run(3008) > third);  // a multiple of the vector width past the max ahead's rows
+    const double fourth = run(3008);  // a multiple of the vector width past the max ahead's rows
+    CHECK(fourth > third);
+    CHECK(run(40001) > fourth);  // any other length
     // every kernel's text, whether compiled or not
     const std::string a = k.assembly();
     CHECK(a.find("# rows of 1 to 32 elements:") == 0);

@@ -61,7 +61,8 @@ TEST_CASE("every expression at K = 1 3 17 1000 specialized") {
 // Generic K runs each batch in the kernel for its rows' length (jit::make_plans): across rows to
 // 32 elements, with the max ahead to 1024 fp32 elements where a gradient pass follows (to the
 // L2 block for a loss alone), pipelined past those where the length is a multiple of the vector
-// width (one block, and several past the L2 block), then blocks of any length.
+// width (one block, and several past the L2 block) or the row one block (1025, 32005), then
+// blocks of any length (33000).
 TEST_CASE("every expression with generic K at K = 16, 33, 1024, 1025, 4096, 32005, 32784, 33000 and with logits of +-80") {
     for (const auto& c : jt::cases()) {
         for (std::size_t K : {16, 33, 1024, 1025, 4096, 32005, 32784, 33000}) {

@@ -119,7 +119,8 @@ TEST_CASE("threads: 8 threads compiling the same kernel share one") {
 
 // Generic K compiles the kernel for a length at the first run with rows of it: 8 threads run one
 // fresh generic kernel at once, two threads to each of 4 lengths (across rows, max ahead,
-// pipelined, any other), so that threads race to the first run of each.
+// pipelined rows of a multiple of the vector width, and of one block), so that threads race to
+// the first run of each.
 TEST_CASE("threads: 8 threads making generic K's kernels at their first runs at once") {
     for (int round = 0; round < 3; ++round) {
         CompileOptions o;
