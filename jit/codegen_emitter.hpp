@@ -580,7 +580,7 @@ public:
     void pending_vector(Value* i, Value* mask);           // one vector of the pending row
     Value* pending_block_factor(Value* b0);               // before this row's block max is kept
     Value* pending_row_skew();                            // this row's skew, in elements
-    void pending_skewed_start(Value* b0, Value* be, Value* skew);  // a block's first pending vectors
+    void pending_skewed_start(Value* b0, Value* be, Value* ahead);  // a block's first pending vectors
     void pending_skewed_vector(Value* i);                 // in the exp loop at i
     void pending_finish();                                // its element at the label; none pending
     void pending_pass();                                  // the whole pass, after the rows
@@ -591,8 +591,8 @@ public:
     // just streamed out waited for it to come back from memory, 250-350 ns a row (fwd+bwd
     // 16384x512: 4.4 GB/s against 19.6 with no streaming stores at all).
     Value* streams_but_label(Value* stream, Value* i, Value* y) {
-        Value* label_vector = B.CreateAnd(y, ConstantInt::get(I64, ~static_cast<std::uint64_t>(store_width() - 1)));
-        return B.CreateLogicalAnd(stream, B.CreateICmpNE(i, label_vector));
+        Value* holds_label = B.CreateICmpULT(B.CreateSub(y, i), ConstantInt::get(I64, static_cast<std::uint64_t>(store_width())));
+        return B.CreateLogicalAnd(stream, B.CreateNot(holds_label));
     }
     Value* row_streams(std::size_t slot);  // i1: this row's full vectors of the output stream (null: never)
     // Elements a full-vector store of an output writes: VW, or 2 VW for bf16 pairs (a pair's

@@ -365,7 +365,7 @@ const Target& host() {
 std::string cache_key(const Plan& p) {
     std::ostringstream os;
     const Target& t = host();
-    os << "lossjit kernel v18; llvm " << LLVM_VERSION_STRING << "; cpu " << t.cpu << "; features " << t.features << "; bits "
+    os << "lossjit kernel v19; llvm " << LLVM_VERSION_STRING << "; cpu " << t.cpu << "; features " << t.features << "; bits "
        << t.vector_bits << "\n";
     os << to_string(p) << graph_text(p.g);
     os << "K " << p.K << " block " << p.block << " lse " << static_cast<int>(p.lse) << " opt " << p.opt_level << " unroll " << p.unroll

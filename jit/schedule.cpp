@@ -382,13 +382,15 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, RowLen
     // end (their vectors mostly across cache lines, and no streaming stores) where they are one
     // block: 4096x2001 7.4 -> 9.2, 2048x4100 7.4 -> 8.3, 256x4100 (in cache) 13.7 -> 16.7,
     // 16384x1030 7.1 -> 7.7, 512x32005 1.0x; of several blocks they lost (256x50257 7.65 ->
-    // 7.19). LOSSJIT_PIPELINE=0 turns it off (for comparisons).
+    // 7.19) until session 19 aligned the pending row's stores, which also lets every such row
+    // stream (Plan::stream_min_bytes): 512x32001 8.0 -> 14.6, 256x50257 8.9 -> 14.1, 64x256007
+    // 9.4 -> 13.2, 4096x2001 10.1 -> 11.4. LOSSJIT_PIPELINE=0 turns it off (for comparisons).
     static const bool pipeline = !turned_off("LOSSJIT_PIPELINE");
     // (and the gradient in the compute type: with no row pending, the exp loop writes its
     // pending row's vectors into the scratch row itself, just before its own exps)
     bool all_compute = true;
     for (const Slot& sl : p.slots) all_compute = all_compute && (!sl.vector || sl.dtype == p.compute);
-    if (pipeline && !p.rows && p.shortest() >= kPipelineMinK && (p.lengths_multiple_of(static_cast<std::size_t>(p.vector_width)) || p.row_is_one_block()) && all_compute &&
+    if (pipeline && !p.rows && p.shortest() >= kPipelineMinK && all_compute &&
         p.cache_lse >= 0 && p.passes.size() == 2 && p.passes[1].reductions.empty() && p.passes[1].writes.size() == 1) {
         const int root = p.g.outputs()[static_cast<std::size_t>(p.passes[1].writes[0])].root;
         const Node& n = p.g[root];
@@ -460,14 +462,15 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, RowLen
     // the kernel then a read of the gradient, from memory (the bf16 one 4.69 -> 4.43 ms; f32
     // 256x16384, its gradient half the L3, the reader as fast after either store). Smaller
     // batches stay in cache for their reader. For the cached softmax's last pass writing one
-    // vector output, row by row, and rows known to be a multiple of the vector width long (K, or
-    // generic K's kernel for such rows), so that a row starting on a vector boundary (checked per
-    // row) has all its full vectors aligned: a peel to the boundary for any K cost 12-15 M more
-    // instructions in compile() (JIT latency).
+    // vector output, row by row: pipelined, whose stores are aligned in any row
+    // (Em::pending_skewed_start); else rows known to be a multiple of the vector width long (K,
+    // or generic K's kernel for such rows), so that a row starting on a vector boundary (checked
+    // per row) has all its full vectors aligned (a peel to the boundary in that pass for any K
+    // cost 12-15 M more instructions in compile(): JIT latency).
     // Rows of at least kStreamMinRowBytes of output: shorter ones lost to plain stores (with
     // the label's vector stored plainly: fwd+bwd 16384x512 13.9 against 17.9 GB/s, 12288x768
     // 16.1 against 18.7; 8192x1024 16.9 against 16.4, best of 7).
-    if (p.cache_lse >= 0 && !p.rows && p.passes.back().writes.size() == 1 && p.lengths_multiple_of(static_cast<std::size_t>(p.vector_width)) &&
+    if (p.cache_lse >= 0 && !p.rows && p.passes.back().writes.size() == 1 && (p.pipelined || p.lengths_multiple_of(static_cast<std::size_t>(p.vector_width))) &&
         p.shortest() * size_of(p.slots[p.output_slot(p.passes.back().writes[0])].dtype) >= kStreamMinRowBytes)
         p.stream_min_bytes = t.l3_bytes;  // the caller compares the batch's bytes (row_bytes)
     return p;
@@ -491,9 +494,12 @@ std::vector<Plan> make_plans(const Graph& g, const CompileOptions& o, const Targ
     // 11.1 -> 14.1, 2048x4096 11.3 -> 12.7.
     const RowLengths long_rows{std::max(kPipelineMinK, ahead_k + 1), 0, static_cast<std::size_t>(any.vector_width)};
     if (Plan p = make_plan(g, o, t, long_rows); p.pipelined || p.stream_min_bytes) plans.push_back(std::move(p));
-    // The other long rows of one block, pipelined (a part of a vector at their end): fwd+bwd
-    // (alternating, medians) 4096x2001 7.5 -> 8.5 GB/s, 16384x1030 6.6 -> 7.8.
-    if (Plan p = make_plan(g, o, t, {long_rows.min, any.block}); p.pipelined) plans.push_back(std::move(p));
+    // The other long rows, pipelined (a part of a vector at their end): of one block, fwd+bwd
+    // (alternating, medians) 4096x2001 7.5 -> 8.5 GB/s, 16384x1030 6.6 -> 7.8; longer, with the
+    // stores aligned (codegen_row.cpp), 256x50257 8.9 -> 14.4. The rows of one block have a
+    // kernel of their own: in the one for any long row, 16384x1030 ran 0.93x.
+    for (const RowLengths other : {RowLengths{long_rows.min, any.block}, RowLengths{std::max(long_rows.min, any.block + 1), 0}})
+        if (Plan p = make_plan(g, o, t, other); p.pipelined) plans.push_back(std::move(p));
     plans.push_back(std::move(any));
     return plans;
 }
@@ -633,12 +639,13 @@ std::string to_string(const Plan& p) {
             os << "\n";
         }
         if (k + 1 == p.passes.size() && p.pipelined)
-            os << "    (pipelined: this pass of a row runs inside the next row's exp loop, block by block, ahead of its index by a skew that keeps their addresses half a page apart; the last row's after the rows)\n";
+            os << "    (pipelined: this pass of a row runs inside the next row's exp loop, block by block, ahead of its index by a skew that keeps their addresses half a page apart and its stores aligned; the last row's after the rows)\n";
         for (int y : p.labels_after_loop(ps, k + 1 == p.passes.size()))
             os << "    (the loop takes onehot(" << node_text(g, y) << ") as 0; the element at " << node_text(g, y)
                << " is computed before it and stored after it)\n";
         if (cached && p.stream_min_bytes)
-            os << "    (streaming stores in rows on a vector boundary when the batch reads and writes " << p.stream_min_bytes
+            os << "    (streaming stores " << (p.pipelined ? "of each row's aligned whole vectors" : "in rows on a vector boundary")
+               << " when the batch reads and writes " << p.stream_min_bytes
                << " bytes of rows or more)\n";
         bool lse = false;
         for (int r : ps.reductions) lse = lse || g[r].op == Op::logsumexp;

@@ -76,8 +76,9 @@ struct Plan {
     std::size_t prefetch_min = 0;
     bool prefetch = true;
     // The cached softmax's last pass stores its one vector output with non-temporal (streaming)
-    // stores in rows that start on a vector boundary, when the batch reads and writes at least
-    // this many bytes of its row arrays (0: never; see schedule.cpp for when it applies).
+    // stores in rows that start on a vector boundary (pipelined: from each row's first aligned
+    // vector), when the batch reads and writes at least this many bytes of its row arrays (0:
+    // never; see schedule.cpp for when it applies).
     std::size_t stream_min_bytes = 0;
     // Elements per block of a one-pass loop's two-level sums (see codegen_row_pass.cpp): each
     // lane adds up at most sum_terms terms before they join the row's sum.
@@ -134,9 +135,10 @@ struct Plan {
         const std::size_t bytes = K * size_of(s.dtype);
         return rows && s.vector && s.output && (bytes % 64 != 0 || bytes == 64);
     }
-    // Long rows (K known) whose last pass only writes the cached softmax (less onehot(y)): that
-    // pass of row r runs inside the exp loop of row r + 1, so that the stores of one row and the
-    // arithmetic of the next share the time (codegen_row.cpp).
+    // Long rows (over 1024 elements) whose last pass only writes the cached softmax (less
+    // onehot(y)), in the compute type: that pass of row r runs inside the exp loop of row r + 1,
+    // so that the stores of one row and the arithmetic of the next share the time
+    // (codegen_row.cpp).
     bool pipelined = false;
     // Row by row, each row one two-pass block (of at most 4 KB where a gradient pass follows,
     // not pipelined): the first pass's logsumexps take the max of row r + 1 in row r's exp
@@ -179,8 +181,8 @@ struct Plan {
 Plan make_plan(const Graph& g, const CompileOptions& o, const Target& t, RowLengths lengths = {});
 // The plans of a compile(): for a known K one; for generic K a kernel for each range of lengths
 // where knowing it wins (rows of up to Plan::rows_max_k across rows; rows of one block short
-// enough for the max ahead; long rows of a multiple of the vector width, pipelined with
-// streaming stores; other long rows of one block, pipelined), then one for any length.
+// enough for the max ahead; long rows, pipelined with streaming stores: of a multiple of the
+// vector width, the others of one block, of several), then one for any length.
 // Kernel::run takes the first that admits the batch's K.
 std::vector<Plan> make_plans(const Graph& g, const CompileOptions& o, const Target& t);
 

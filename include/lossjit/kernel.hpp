@@ -117,10 +117,10 @@ struct CompileOptions {
     // K baked into the kernel as a constant (specialized), compiled by compile(); 0 = any K,
     // given at run time: then a kernel for each range of row lengths where knowing it makes it
     // faster (rows of up to 32 elements across rows; one-block rows with the next row's max
-    // ahead; long rows of a multiple of the vector width pipelined, with streaming stores; other
-    // long rows of one block pipelined), and one for any length. Each run takes the one for its rows, compiled at the first run that
-    // needs it (so a compile error can come from run()); schedule(), llvm_ir() and assembly()
-    // show them all.
+    // ahead; long rows pipelined, with streaming stores: of a multiple of the vector width, of
+    // one block, of several), and one for any length. Each run takes the one for its rows,
+    // compiled at the first run that needs it (so a compile error can come from run());
+    // schedule(), llvm_ir() and assembly() show them all.
     std::size_t row_length = 0;
     // Values of the graph's param inputs, fixed at compile time.
     std::vector<std::pair<std::string, double>> params;

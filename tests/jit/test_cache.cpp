@@ -130,11 +130,12 @@ TEST_CASE("cache: generic K compiles a length's kernel at its first run, once") 
     CHECK(third > second);
     const double fourth = run(3008);  // a multiple of the vector width past the max ahead's rows
     CHECK(fourth > third);
-    CHECK(run(40001) > fourth);  // any other length
+    CHECK(run(40001) > fourth);  // several blocks, not a multiple of the vector width
     // every kernel's text, whether compiled or not
     const std::string a = k.assembly();
     CHECK(a.find("# rows of 1 to 32 elements:") == 0);
     CHECK(a.find("# rows of 1025 elements or more, a multiple of ") != std::string::npos);
+    CHECK(a.find("# rows of 32769 elements or more:") != std::string::npos);
     CHECK(a.find("# rows of any other length:") != std::string::npos);
 }
 

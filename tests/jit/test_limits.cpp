@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "common.hpp"
 #include "jit/engine.hpp"
@@ -197,29 +198,35 @@ TEST_CASE("limits: K = 10^7 specialized and generic; memory bounded by one scrat
 }
 
 // A batch whose rows (logits read, gradient written) outgrow L3 stores its gradient with
-// streaming stores (Plan::stream_min_bytes, printed in the schedule) where K is a multiple of
-// the vector width, a row has 4 KB of output or more and starts on a vector boundary; the
-// vector holding the label's element is stored plainly. The values must be those of the plain
-// stores: the same batch run a few rows at a time (each run below the threshold) gives them,
-// bit for bit, at several alignments of the output (64-byte aligned buffers: every row
-// streams, or none), with 1 and 2 threads (2: in chunks, the decision the batch's), for fp32
-// and bf16 gradients; rows of 4 KB (max ahead, fp32) and 128 KB (pipelined, fp32).
+// streaming stores (Plan::stream_min_bytes, printed in the schedule) where a row has 4 KB of
+// output or more and either K is a multiple of the vector width and the row starts on a vector
+// boundary, or the rows are pipelined (fp32 past 1024 elements: each row's whole vectors from
+// its first aligned one); the vector holding the label's element is stored plainly. The values
+// must be those of the plain stores: the same batch run a few rows at a time (each run below
+// the threshold) gives them, bit for bit, at several alignments of the output (64-byte aligned
+// buffers: every row streams, or none, or each from its own first aligned vector), with 1 and
+// 2 threads (2: in chunks, the decision the batch's), for fp32 and bf16 gradients; rows of 4 KB
+// (max ahead, fp32) and 128 KB (pipelined, fp32), and pipelined rows of part of a vector at
+// their end, of one block and of several (fp32).
 template <class T>
 void check_streaming_stores(DType dtype) {
-    // stream (1024: fp32 only); cannot (K % 16 != 0); generic K (0): its kernel for long rows of a
-    // multiple of the vector width, at K = 32768
-    for (std::size_t row_length : {std::size_t{32768}, std::size_t{1024}, std::size_t{4099}, std::size_t{0}}) {
-        const std::size_t K = row_length ? row_length : 32768;
+    // stream (1024: fp32 only); pipelined (4099, fp32 only); generic K (row length 0): its
+    // kernels for long rows of a multiple of the vector width and for other long rows of
+    // several blocks
+    const std::pair<std::size_t, std::size_t> cases[] = {{32768, 32768}, {1024, 1024}, {4099, 4099}, {0, 32768}, {0, 40009}};
+    for (const auto& c : cases) {
+        const std::size_t row_length = c.first, K = c.second;
+        const bool pipelined = std::is_same_v<T, float> && K > 1024;
         CompileOptions o;
         o.row_length = row_length;
         o.dtype = dtype;
         const Kernel k = compile(jt::ce_hard(), o);
         const std::string plan = k.schedule();
-        const std::string mark = "streaming stores in rows on a vector boundary when the batch reads and writes ";
-        const auto at = plan.find(mark);
+        const std::string mark = " when the batch reads and writes ";
+        const auto at = plan.find("(streaming stores") == std::string::npos ? std::string::npos : plan.find(mark);
         INFO(plan);
-        if (at == std::string::npos) {  // K not a multiple of the vector width, rows under 4 KB, or L3 unknown
-            if (K % 16 == 0 && K * sizeof(T) >= 4096) {
+        if (at == std::string::npos) {  // rows under 4 KB, neither a multiple of the vector width nor pipelined, or L3 unknown
+            if ((K % 16 == 0 || pipelined) && K * sizeof(T) >= 4096) {
                 if (lossjit::jit::host().l3_bytes > 0) FAIL("no streaming stores at K = " << K << " with an L3 of " << lossjit::jit::host().l3_bytes << " bytes");
                 WARN("no streaming stores at K = " << K << ": this host's L3 size is unknown");
             }
