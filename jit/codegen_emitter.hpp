@@ -559,13 +559,14 @@ public:
         return B.CreateFDiv(f, total);
     }
     // Plan::pipelined: the row whose last pass is pending (its gradient row, max and sum of
-    // exp(x - max), whether it streams, and its element at the label, computed while its inputs
-    // were intact), and while a block of the next row's exp loop is emitted, that row's factor
-    // for the block.
+    // exp(x - max), whether it streams, its element at the label, computed while its inputs
+    // were intact, and the scalars its write reads), and while a block of the next row's exp
+    // loop is emitted, that row's factor for the block.
     struct Pending {
         AllocaInst *row = nullptr, *out = nullptr, *M = nullptr, *total = nullptr, *factor = nullptr, *stream = nullptr, *y = nullptr,
                    *at_y = nullptr;
         bool label = false;  // the pass writes softmax - onehot(y): an element at y
+        std::vector<std::pair<int, AllocaInst*>> scalars;  // node, value (jit::pending_row_scalars)
     } pending;
     // non-null: the exp loop also does the pending row's vector, `pending_skew` elements ahead of
     // its own while that is before the end of the block's whole vectors `pending_end`

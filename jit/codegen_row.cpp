@@ -301,7 +301,11 @@ void Em::pending_init() {
     pending.y = alloca(I64);
     pending.at_y = alloca(storage(d));
     pending.label = !P.labels_after_loop(P.passes.back(), true).empty();
+    std::vector<int> scalars;
+    pending_row_scalars(P, P.g.outputs()[static_cast<std::size_t>(P.passes.back().writes[0])].root, scalars);
+    for (int i : scalars) pending.scalars.emplace_back(i, alloca(F));
     for (AllocaInst* a : {pending.M, pending.factor}) B.CreateStore(cf(0.0), a);  // then a past row's
+    for (auto& [i, a] : pending.scalars) B.CreateStore(cf(0.0), a);
     B.CreateStore(cf(1.0), pending.total);
     B.CreateStore(ConstantInt::get(I64, 0), pending.y);
     pending_none();
@@ -322,6 +326,7 @@ void Em::pending_carry() {
     B.CreateStore(cache_M, pending.M);
     B.CreateStore(cache_total, pending.total);
     if (row_factor) B.CreateStore(row_factor, pending.factor);
+    for (auto& [i, a] : pending.scalars) B.CreateStore(S(i), a);
     // its whole vectors are aligned wherever the row starts (pending_skewed_start)
     B.CreateStore(P.stream_min_bytes ? stream_call : B.getFalse(), pending.stream);
     if (pending.label) {  // while this row's inputs are intact
@@ -339,10 +344,29 @@ Value* Em::pending_block_factor(Value* b0) {
     return softmax_factor(bm, B.CreateLoad(F, pending.M), B.CreateLoad(F, pending.total));
 }
 
+// The write's value as the pass would compute it, at the pending row's factor and scalars (the
+// current row's set aside meanwhile), its onehots 0.
 void Em::pending_vector(Value* i, Value* mask) {
-    const std::size_t slot = P.output_slot(P.passes.back().writes[0]);
+    const int w = P.passes.back().writes[0];
+    const std::size_t slot = P.output_slot(w);
     const DType d = P.slots[slot].dtype;
-    Value* v = B.CreateFMul(B.CreateFMul(scratch_vector(i, mask), splat(pending_factor)), splat(slot_scale[slot]));  // as the pass would
+    Value* const factor = cache_factor;
+    Value* const top = cache_top;
+    const bool off = onehot_off;
+    std::vector<Value*> current;
+    for (auto& [n, a] : pending.scalars) {
+        current.push_back(scal[static_cast<std::size_t>(n)]);
+        scal[static_cast<std::size_t>(n)] = B.CreateLoad(F, a);
+    }
+    cache_factor = splat(pending_factor);
+    cache_top = nullptr;
+    onehot_off = true;
+    Ctx c = lanes_ctx(i, mask);
+    Value* v = B.CreateFMul(V(P.g.outputs()[static_cast<std::size_t>(w)].root, c), splat(slot_scale[slot]));
+    cache_factor = factor;
+    cache_top = top;
+    onehot_off = off;
+    for (std::size_t k = 0; k < current.size(); ++k) scal[static_cast<std::size_t>(pending.scalars[k].first)] = current[k];
     Value* out = B.CreateGEP(storage(d), B.CreateLoad(B.getPtrTy(), pending.out), i);
     Value* stream = P.stream_min_bytes ? B.CreateLoad(B.getInt1Ty(), pending.stream) : nullptr;
     if (stream && pending.label) stream = streams_but_label(stream, i, B.CreateLoad(I64, pending.y));

@@ -384,7 +384,10 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, RowLen
     // 16384x1030 7.1 -> 7.7, 512x32005 1.0x; of several blocks they lost (256x50257 7.65 ->
     // 7.19) until session 19 aligned the pending row's stores, which also lets every such row
     // stream (Plan::stream_min_bytes): 512x32001 8.0 -> 14.6, 256x50257 8.9 -> 14.1, 64x256007
-    // 9.4 -> 13.2, 4096x2001 10.1 -> 11.4. LOSSJIT_PIPELINE=0 turns it off (for comparisons).
+    // 9.4 -> 13.2, 4096x2001 10.1 -> 11.4. Since then also any write of the cached softmax and
+    // the row's scalars (pending_row_scalars): label smoothing 512x32000 10.0 -> 11.2, 4096x2000
+    // 9.2 -> 11.0, generic 512x32000 10.6 -> 12.7; z-loss 256x50257 8.4 -> 10.8 (alternating,
+    // medians). LOSSJIT_PIPELINE=0 turns it off (for comparisons).
     static const bool pipeline = !turned_off("LOSSJIT_PIPELINE");
     // (and the gradient in the compute type: with no row pending, the exp loop writes its
     // pending row's vectors into the scratch row itself, just before its own exps)
@@ -392,9 +395,9 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, RowLen
     for (const Slot& sl : p.slots) all_compute = all_compute && (!sl.vector || sl.dtype == p.compute);
     if (pipeline && !p.rows && p.shortest() >= kPipelineMinK && all_compute &&
         p.cache_lse >= 0 && p.passes.size() == 2 && p.passes[1].reductions.empty() && p.passes[1].writes.size() == 1) {
-        const int root = p.g.outputs()[static_cast<std::size_t>(p.passes[1].writes[0])].root;
-        const Node& n = p.g[root];
-        p.pipelined = p.cached_softmax(root) || (n.op == Op::sub && p.cached_softmax(n.a) && p.g[n.b].op == Op::onehot);
+        std::vector<int> scalars;
+        p.pipelined = p.labels_after_loop(p.passes[1], true).size() <= 1 &&
+                      pending_row_scalars(p, p.g.outputs()[static_cast<std::size_t>(p.passes[1].writes[0])].root, scalars);
     }
     // Max ahead: the next row's max loop streams its row from memory (or L2) with a load and a
     // max a vector, under no arithmetic; taken in this row's exp loop, which the FP units bound,
@@ -476,6 +479,31 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, RowLen
     return p;
 }
 
+bool pending_row_scalars(const Plan& p, int root, std::vector<int>& scalars) {
+    std::vector<char> seen(static_cast<std::size_t>(p.g.size()), 0);
+    bool ok = true;
+    auto walk = [&](auto& self, int i) -> void {
+        if (i < 0 || !ok || seen[static_cast<std::size_t>(i)]) return;
+        seen[static_cast<std::size_t>(i)] = 1;
+        const Node& n = p.g[i];
+        if (!p.vector_node[static_cast<std::size_t>(i)]) {
+            // (a logsumexp operand is read as its two parts, hi and lo, of the row being emitted)
+            if (n.op == Op::logsumexp) ok = false;
+            else if (n.op != Op::constant && n.op != Op::row_length) scalars.push_back(i);
+            return;
+        }
+        if (p.cached_softmax(i) || n.op == Op::onehot) return;
+        if (info(n.op).cls != OpClass::elementwise) {
+            ok = false;
+            return;
+        }
+        self(self, n.a);
+        self(self, n.b);
+    };
+    walk(walk, root);
+    return ok;
+}
+
 // Generic K's kernels each compile at the first run with rows they take (kernel.cpp): a batch
 // waits for its own kernel's compile only. Cold, compile() and a first run of the cross-entropy
 // loss + gradient kernel (jit_latency 9, medians) took 21 ms for rows of 10, 19 for 1000 and 25
@@ -499,7 +527,8 @@ std::vector<Plan> make_plans(const Graph& g, const CompileOptions& o, const Targ
     // stores aligned (codegen_row.cpp), 256x50257 8.9 -> 14.4. The rows of one block have a
     // kernel of their own: in the one for any long row, 16384x1030 ran 0.93x.
     for (const RowLengths other : {RowLengths{long_rows.min, any.block}, RowLengths{std::max(long_rows.min, any.block + 1), 0}})
-        if (Plan p = make_plan(g, o, t, other); p.pipelined) plans.push_back(std::move(p));
+        if (other.max == 0 || other.min <= other.max)
+            if (Plan p = make_plan(g, o, t, other); p.pipelined) plans.push_back(std::move(p));
     plans.push_back(std::move(any));
     return plans;
 }

@@ -135,9 +135,10 @@ struct Plan {
         const std::size_t bytes = K * size_of(s.dtype);
         return rows && s.vector && s.output && (bytes % 64 != 0 || bytes == 64);
     }
-    // Long rows (over 1024 elements) whose last pass only writes the cached softmax (less
-    // onehot(y)), in the compute type: that pass of row r runs inside the exp loop of row r + 1,
-    // so that the stores of one row and the arithmetic of the next share the time
+    // Long rows (over 1024 elements) whose last pass only writes, in the compute type, a function
+    // of the cached softmax, onehots and the row's scalars (pending_row_scalars: cross-entropy,
+    // label smoothing, z-loss, class weights): that pass of row r runs inside the exp loop of row
+    // r + 1, so that the stores of one row and the arithmetic of the next share the time
     // (codegen_row.cpp).
     bool pipelined = false;
     // Row by row, each row one two-pass block (of at most 4 KB where a gradient pass follows,
@@ -185,6 +186,12 @@ Plan make_plan(const Graph& g, const CompileOptions& o, const Target& t, RowLeng
 // vector width, the others of one block, of several), then one for any length.
 // Kernel::run takes the first that admits the batch's K.
 std::vector<Plan> make_plans(const Graph& g, const CompileOptions& o, const Target& t);
+
+// Plan::pipelined: whether the last pass's write (node root) reads nothing of its row but the
+// cached softmax, onehots (which its loop takes as 0) and per-row scalars other than a
+// logsumexp itself, through elementwise ops; if so, those scalars (constants and the row length
+// aside), which the pending row keeps (codegen_row.cpp), are put in `scalars`.
+bool pending_row_scalars(const Plan& p, int root, std::vector<int>& scalars);
 
 // Whether codegen's emitter table (codegen_ops.cpp) has an entry for the op; every op that can
 // appear in a Graph (all but Op::wildcard) must.

@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <random>
+#include <set>
 
 using namespace lossjit;
 
@@ -116,6 +117,30 @@ TEST_CASE("pipelined rows: each row's gradient pass inside the next row's exp lo
                         CHECK(differ == 0);
                     }
         }
+}
+
+// Plan::pipelined for every write that reads of its row only the cached softmax, onehots and
+// per-row scalars (jit::pending_row_scalars): label smoothing (a constant), z-loss (a scalar of
+// the logsumexp), class weights (a gather) and a per-row scalar input, each row's kept by the
+// pending row while the next row's scalars are computed. Against the reference, with masked and
+// ignored rows, rows of one block and of several, specialized and generic; the other losses
+// not pipelined.
+TEST_CASE("pipelined rows: writes of the cached softmax and the row's scalars") {
+    const std::set<std::string> pipelined = {"ce_hard", "label_smoothing", "z_loss", "class_weights", "scalar_input"};
+    for (const jt::Case& c : jt::cases())
+        for (std::size_t block : {0, 64})
+            for (bool spec : {true, false}) {
+                INFO(c.name << ", block " << block << ", specialized " << spec);
+                const std::size_t K = 5003;
+                CompileOptions o;
+                o.row_length = spec ? K : 0;
+                o.block = block;
+                const Kernel k = jt::check_case(c, 9, K, o, jt::Mode::neg_inf, 17);
+                const std::string plans = k.schedule();
+                // generic K: the kernel for rows of 5003 is the last but one (rows of one block, or of several)
+                const std::size_t at = spec ? 0 : plans.rfind("rows of", plans.rfind("rows of") - 1);
+                CHECK((plans.find("(pipelined", at) != std::string::npos) == pipelined.contains(c.name));
+            }
 }
 
 // Plan::max_ahead: a one-pass kernel (fwd), or one with a gradient pass and rows of up to 4 KB,
