@@ -58,7 +58,7 @@ void emit_function(Em& e, const std::string& name) {
     e.K = P.K ? static_cast<Value*>(ConstantInt::get(e.I64, P.K)) : kval;
     e.Kf = B.CreateSIToFP(e.K, e.F);
     const std::size_t ns = P.slots.size();
-    if (P.cache_lse >= 0 && !P.rows) e.scratch = B.CreateLoad(ptr, B.CreateConstGEP1_64(ptr, data, ns));  // after the slots
+    if (P.uses_scratch()) e.scratch = B.CreateLoad(ptr, B.CreateConstGEP1_64(ptr, data, ns));  // after the slots
     if (P.stream_min_bytes) e.stream_call = B.CreateICmpNE(stream_stores, ConstantInt::get(e.I64, 0));
     for (std::size_t s = 0; s < ns; ++s) {
         e.slot_ptr.push_back(B.CreateLoad(ptr, B.CreateConstGEP1_64(ptr, data, s)));

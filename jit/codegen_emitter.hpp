@@ -615,11 +615,18 @@ public:
     Value* scratch_index(const Ctx& c) {
         return c.pair < 0 ? c.index : B.CreateAdd(c.index, ConstantInt::get(I64, static_cast<std::uint64_t>(c.pair * VW)));
     }
-    // The scratch row's kept exps at [i, i + VW), masked (mask non-null) or not.
+    // The scratch row's values (kept exps, or a kept argument's) at [i, i + VW), masked (mask
+    // non-null) or not.
     Value* scratch_vector(Value* i, Value* mask) {
         Value* p = B.CreateGEP(F, scratch, i);
-        const Align al(P.compute == DType::f64 ? 8 : 4);
+        const Align al(size_of(P.compute));
         return mask ? static_cast<Value*>(B.CreateMaskedLoad(VF, p, al, mask, Constant::getNullValue(VF))) : B.CreateAlignedLoad(VF, p, al);
+    }
+    void store_scratch(Value* i, Value* v, Value* mask) {
+        Value* p = B.CreateGEP(F, scratch, i);
+        const Align al(size_of(P.compute));
+        if (mask) B.CreateMaskedStore(v, p, al, mask);
+        else B.CreateAlignedStore(v, p, al);
     }
     Value* scratch_block_max(Value* block_index) {
         Value* base = B.CreateGEP(F, scratch, B.CreateAdd(K, ConstantInt::get(I64, 16)));

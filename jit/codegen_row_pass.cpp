@@ -110,9 +110,15 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
         B.CreateStore(mask ? B.CreateSelect(mask, m, acc) : m, A);
     };
     std::vector<Value*> pair_even(ps.writes.size(), nullptr);  // bf16 pairs: a write's even elements
+    // Plan::kept_argument: the max loop stores the argument's values in the scratch row, the exp
+    // loop reads them (its context's value of the node)
+    bool keeps_argument = false;
+    for (const Red& r : reds) keeps_argument = keeps_argument || (r.two_pass && r.node == P.kept_argument);
+    const int kept_arg = keeps_argument ? P.g[P.kept_argument].a : -1;
     auto main_body = [&](Value* i, Value* mask, int u) {
         if (pending_factor) pending_skewed_vector(i);  // reads the kept exps before this row's replace them
         Ctx c = lanes_ctx(i, mask);
+        if (keeps_argument && any_two) c.memo[static_cast<std::size_t>(kept_arg)] = scratch_vector(scratch_index(c), mask);
         // The prefetches fill the L2 only (prefetcht1, locality 2): a block or two rows ahead is
         // far more than the L1 holds, and into the L1 (prefetcht0) each held a miss buffer the
         // loop's own loads wait for. fwd on a Zen 4 (ce_probe): 512x32000 10-12 -> 19-21 GB/s,
@@ -155,11 +161,7 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
                     const bool kept = r.node == P.cache_lse;
                     const ExpTerm e = kept ? ExpTerm{exp_nonpositive(B.CreateFSub(x, bm)), nullptr} : exp_summand(B.CreateFSub(x, bm));
                     lse_accumulate(x, bm, e, mask, Sa, r.c[static_cast<std::size_t>(u)]);
-                    if (kept) {
-                        Value* p = B.CreateGEP(F, scratch, scratch_index(c));
-                        if (mask) B.CreateMaskedStore(e.scale, p, Align(P.compute == DType::f64 ? 8 : 4), mask);
-                        else B.CreateAlignedStore(e.scale, p, Align(P.compute == DType::f64 ? 8 : 4));
-                    }
+                    if (kept) store_scratch(scratch_index(c), e.scale, mask);
                     break;
                 }
                 // online: running max m and the sum s of exp(x - m) over the lane's elements but
@@ -326,6 +328,7 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
             auto max_loop = [&] {
                 emit_loop(b0, be, [&](Value* i, Value* mask, int u) {
                     Ctx c = lanes_ctx(i, mask);
+                    if (keeps_argument) store_scratch(scratch_index(c), V(kept_arg, c), mask);
                     for (Red& r : reds)
                         if (r.two_pass) take_max(r.a[static_cast<std::size_t>(u)], V(P.g[r.node].a, c), mask);
                 }, UM, true);

@@ -12,6 +12,9 @@ namespace {
 constexpr std::size_t kMaxAheadRowBytes = 4096;
 // Pipelined rows from this K on (Plan::pipelined): past the fp32 rows of the max ahead
 constexpr std::size_t kPipelineMinK = kMaxAheadRowBytes / 4 + 1;
+// A logsumexp's argument costing at least this many vector operations an element (element_cost)
+// is kept in the scratch row between its max loop and its exp loop: one transcendental function.
+constexpr int kKeptArgumentMinCost = 20;
 // Shortest rows (bytes of output a row) to be stored with streaming stores (Plan::stream_min_bytes)
 constexpr std::size_t kStreamMinRowBytes = 4096;
 
@@ -36,6 +39,27 @@ std::size_t input_bytes(const std::vector<Slot>& slots) {
     for (const Slot& s : slots)
         if (!s.output && s.vector) b += size_of(s.dtype);
     return std::max<std::size_t>(b, 2);
+}
+
+// Vector operations per element of vector node i's value, roughly, as codegen emits it (its own
+// polynomials for the transcendental functions): what keeping a value in the scratch row
+// (Plan::kept_argument) is weighed against.
+int element_cost(const Plan& p, int i) {
+    std::vector<char> seen(static_cast<std::size_t>(p.g.size()), 0);
+    auto cost = [&](auto& self, int j) -> int {
+        if (j < 0 || seen[static_cast<std::size_t>(j)] || !p.vector_node[static_cast<std::size_t>(j)]) return 0;
+        seen[static_cast<std::size_t>(j)] = 1;
+        const Node& n = p.g[j];
+        int own = 1;
+        switch (n.op) {
+        case Op::exp: case Op::log: case Op::log1p: case Op::expm1: case Op::tanh: case Op::sigmoid: case Op::softplus: own = 20; break;
+        case Op::div: case Op::sqrt: case Op::pow: own = 8; break;
+        case Op::input: own = 0; break;
+        default: break;
+        }
+        return own + self(self, n.a) + self(self, n.b);
+    };
+    return cost(cost, i);
 }
 
 bool turned_off(const char* var) {
@@ -399,6 +423,26 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, RowLen
         p.pipelined = p.labels_after_loop(p.passes[1], true).size() <= 1 &&
                       pending_row_scalars(p, p.g.outputs()[static_cast<std::size_t>(p.passes[1].writes[0])].root, scalars);
     }
+    // Kept argument (Plan::kept_argument): a two-pass logsumexp evaluates its argument in the
+    // max loop and again in the exp loop; where that is a transcendental function (some 20
+    // vector operations, and a division: soft-capping's 30 tanh(u / 30) is two), the exp loop
+    // reading it back from the scratch row (L1 or L2) costs less. Soft-capped cross-entropy
+    // (ce_probe --loss softcap, alternating, medians): fwd+bwd 512x32000 1.67 -> 2.35 GB/s,
+    // 8192x1000 1.49 -> 2.30, bf16 512x32000 1.48 -> 2.17; fwd 512x32000 2.48 -> 5.16, 8192x1000
+    // 2.35 -> 5.01 (the max ahead lost: its exp loop computed two arguments, this row's and the
+    // next's). Not with the max ahead (the next row's
+    // argument, in the exp loop of this row, would need a second row), pipelined rows (the
+    // pending row's kept exps are in the scratch row) or bf16 pairs (the max loop's copies,
+    // four, leave a different tail in order than the exp loop's). LOSSJIT_KEPT_ARGUMENT=0 turns
+    // it off (for comparisons).
+    static const bool keep_argument = !turned_off("LOSSJIT_KEPT_ARGUMENT");
+    if (keep_argument && !p.rows && !p.pipelined && p.lse == LseMode::two_pass && !p.passes.empty()) {
+        int candidate = p.cache_lse;
+        for (std::size_t q = 0; candidate < 0 && q < p.passes.size(); ++q)
+            for (int r : p.passes[q].reductions)
+                if (candidate < 0 && p.g[r].op == Op::logsumexp) candidate = r;
+        if (candidate >= 0 && element_cost(p, p.g[candidate].a) >= kKeptArgumentMinCost) p.kept_argument = candidate;
+    }
     // Max ahead: the next row's max loop streams its row from memory (or L2) with a load and a
     // max a vector, under no arithmetic; taken in this row's exp loop, which the FP units bound,
     // it costs that loop one max a vector. fwd, one thread (ce_probe, interleaved, best of 5):
@@ -414,7 +458,7 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, RowLen
     // (best of 2 alternating). LOSSJIT_MAX_AHEAD=0 turns it off (for comparisons).
     static const bool max_ahead = !turned_off("LOSSJIT_MAX_AHEAD");
     const bool one_pass = p.passes.size() == 1;
-    if (max_ahead && !p.rows && !p.pipelined && p.row_is_one_block() && p.lse == LseMode::two_pass && !p.passes.empty() &&
+    if (max_ahead && !p.rows && !p.pipelined && p.kept_argument < 0 && p.row_is_one_block() && p.lse == LseMode::two_pass && !p.passes.empty() &&
         (one_pass || p.longest() * in_bytes <= kMaxAheadRowBytes) && p.pass_groups(p.passes[0]).size() == 1) {
         bool any = false, row_elements = true;
         for (int r : p.passes[0].reductions)
@@ -444,7 +488,7 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, RowLen
     // gradient a vpmovdw, on the FP pipes the loops' arithmetic needs (fwd 4x32000 in cache 17
     // GB/s against fp32's 26). LOSSJIT_BF16_PAIRS=0 turns it off (for comparisons).
     static const bool bf16_pairs = !turned_off("LOSSJIT_BF16_PAIRS");
-    if (bf16_pairs && t.avx512 && p.vector_width == 16 && p.compute == DType::f32 && !p.rows && o.unroll == 0 && !p.pipelined &&
+    if (bf16_pairs && t.avx512 && p.vector_width == 16 && p.compute == DType::f32 && !p.rows && o.unroll == 0 && !p.pipelined && p.kept_argument < 0 &&
         !p.passes.empty()) {
         bool ok = true;
         for (const Slot& s : p.slots) ok = ok && (!s.vector || s.dtype == DType::bf16);
@@ -653,6 +697,7 @@ std::string to_string(const Plan& p) {
         for (int r : ps.reductions) {
             os << "    reduce %" << r << " = " << node_text(g, r);
             if (g[r].op == Op::logsumexp) os << (p.lse == LseMode::online ? "   [online: running max with rescaling]" : "   [max, then sum of exp(x - max)]");
+            if (r == p.kept_argument) os << " [x kept in a scratch row by the max loop, for the main loop]";
             if (r == p.cache_lse) os << " [exp(x - max) kept in a scratch row]";
             os << "\n";
         }

@@ -143,6 +143,44 @@ TEST_CASE("pipelined rows: writes of the cached softmax and the row's scalars") 
             }
 }
 
+// Plan::kept_argument: a logsumexp whose argument is a transcendental function (soft-capping's
+// cap tanh(u / cap)) has it stored in the scratch row by its max loop and read back by its exp
+// loop, which keeps its exps there in their place when the gradient reads them. Against the
+// reference: fwd and fwd+bwd, fp32, fp64 and bf16, rows in one block and in several, specialized
+// and generic, with masked and ignored rows and logits of +-80; cross-entropy's argument (the
+// logits) is not kept.
+TEST_CASE("kept argument: a costly logsumexp argument computed once an element") {
+    const jt::Case soft_cap = [] {
+        for (const jt::Case& c : jt::cases())
+            if (c.name == "soft_cap") return c;
+        FAIL("no soft_cap case");
+        return jt::Case{};
+    }();
+    Graph fwd;  // its loss alone
+    {
+        const int u = fwd.input("u", InputKind::logits), y = fwd.input("y", InputKind::label), cap = fwd.input("cap", InputKind::param);
+        const int v = fwd.apply(Op::mul, cap, fwd.apply(Op::tanh, fwd.apply(Op::div, u, cap)));
+        fwd.add_output("loss", fwd.apply(Op::sub, fwd.apply(Op::logsumexp, v), fwd.apply(Op::at, v, y)));
+    }
+    for (const jt::Case& c : {soft_cap, jt::Case{"soft_cap_fwd", fwd, soft_cap.params}})
+        for (DType dt : {DType::f32, DType::f64, DType::bf16})
+            for (std::size_t block : {0, 64})
+                for (bool spec : {true, false})
+                    for (std::size_t K : {40, 1000, 5003})
+                        for (auto mode : {jt::Mode::normal, jt::Mode::neg_inf, jt::Mode::big}) {
+                            INFO(c.name << " " << to_string(dt) << ", block " << block << ", specialized " << spec << ", K " << K);
+                            CompileOptions o;
+                            o.dtype = dt;
+                            o.row_length = spec ? K : 0;
+                            o.block = block;
+                            const Kernel k = jt::check_case(c, 9, K, o, mode, static_cast<std::uint32_t>(K + 7));
+                            CHECK(k.schedule().find("x kept in a scratch row by the max loop") != std::string::npos);
+                        }
+    CompileOptions o;
+    o.row_length = 1000;
+    CHECK(compile(jt::ce_hard(), o).schedule().find("x kept in a scratch row") == std::string::npos);
+}
+
 // Plan::max_ahead: a one-pass kernel (fwd), or one with a gradient pass and rows of up to 4 KB,
 // takes row r + 1's max in row r's exp loop; the row after a skipped one scans its own. The
 // logsumexps' arguments read the row's vector inputs only.
