@@ -4,6 +4,7 @@
 #include "common.hpp"
 
 #include <cstring>
+#include <functional>
 #include <random>
 #include <set>
 
@@ -19,6 +20,25 @@ std::size_t other_length(const Kernel& generic, std::size_t at_least) {
     REQUIRE(at != std::string::npos);
     const std::size_t k = std::max<std::size_t>(at_least, std::stoull(plans.substr(at + mark.size())) + 1);
     return k % 2 ? k : k + 1;
+}
+
+// Case c against the reference at each dtype, block, row length (lengths(block)) and mode,
+// specialized and generic K; each kernel's schedule says `mark`.
+void check_layouts(const jt::Case& c, std::initializer_list<DType> dtypes, std::initializer_list<std::size_t> blocks,
+                   const std::function<std::vector<std::size_t>(std::size_t)>& lengths, const std::string& mark) {
+    for (DType dt : dtypes)
+        for (std::size_t block : blocks)
+            for (std::size_t K : lengths(block))
+                for (bool spec : {true, false})
+                    for (auto mode : {jt::Mode::normal, jt::Mode::neg_inf, jt::Mode::big}) {
+                        INFO(c.name << " " << to_string(dt) << ", block " << block << ", specialized " << spec << ", K " << K);
+                        CompileOptions o;
+                        o.dtype = dt;
+                        o.row_length = spec ? K : 0;
+                        o.block = block;
+                        const Kernel k = jt::check_case(c, 9, K, o, mode, static_cast<std::uint32_t>(K + 3));
+                        CHECK(k.schedule().find(mark) != std::string::npos);
+                    }
 }
 
 // A batch of N rows of K logits u with labels y, its per-row losses into loss and (grad non-null)
@@ -42,18 +62,8 @@ TEST_CASE("pipelined rows: each row's gradient pass inside the next row's exp lo
         p_only.add_output("p", p_only.apply(Op::softmax, u));
     }
     for (const jt::Case& c : {jt::Case{"ce_hard", jt::ce_hard(), {}}, jt::Case{"softmax", p_only, {}}})
-        for (DType dt : {DType::f32, DType::f64})
-            for (std::size_t block : {0, 64, 1000})
-                for (auto mode : {jt::Mode::normal, jt::Mode::neg_inf, jt::Mode::big})
-                    for (bool spec : {true, false})  // generic K: its kernels for long rows
-                        for (std::size_t K : {block == 1000 ? 4112 : 5008, 5003}) {
-                            CompileOptions o;
-                            o.dtype = dt;
-                            o.row_length = spec ? K : 0;
-                            o.block = block;
-                            const Kernel k = jt::check_case(c, 9, K, o, mode, static_cast<std::uint32_t>(K + 3));
-                            CHECK(k.schedule().find("pipelined") != std::string::npos);
-                        }
+        check_layouts(c, {DType::f32, DType::f64}, {0, 64, 1000}, [](std::size_t block) { return std::vector<std::size_t>{block == 1000 ? 4112u : 5008u, 5003}; },
+                      "pipelined");
     // The kernels pipelined, the specialized one and generic K's for long rows (of a multiple of
     // the vector width, of one block, of several), against generic K's kernel of the same loss
     // with the softmax as a second vector output (a last pass of two writes is not pipelined):
@@ -163,19 +173,8 @@ TEST_CASE("kept argument: a costly logsumexp argument computed once an element")
         fwd.add_output("loss", fwd.apply(Op::sub, fwd.apply(Op::logsumexp, v), fwd.apply(Op::at, v, y)));
     }
     for (const jt::Case& c : {soft_cap, jt::Case{"soft_cap_fwd", fwd, soft_cap.params}})
-        for (DType dt : {DType::f32, DType::f64, DType::bf16})
-            for (std::size_t block : {0, 64})
-                for (bool spec : {true, false})
-                    for (std::size_t K : {40, 1000, 5003})
-                        for (auto mode : {jt::Mode::normal, jt::Mode::neg_inf, jt::Mode::big}) {
-                            INFO(c.name << " " << to_string(dt) << ", block " << block << ", specialized " << spec << ", K " << K);
-                            CompileOptions o;
-                            o.dtype = dt;
-                            o.row_length = spec ? K : 0;
-                            o.block = block;
-                            const Kernel k = jt::check_case(c, 9, K, o, mode, static_cast<std::uint32_t>(K + 7));
-                            CHECK(k.schedule().find("x kept in a scratch row by the max loop") != std::string::npos);
-                        }
+        check_layouts(c, {DType::f32, DType::f64, DType::bf16}, {0, 64}, [](std::size_t) { return std::vector<std::size_t>{40, 1000, 5003}; },
+                      "x kept in a scratch row by the max loop");
     CompileOptions o;
     o.row_length = 1000;
     CHECK(compile(jt::ce_hard(), o).schedule().find("x kept in a scratch row") == std::string::npos);
