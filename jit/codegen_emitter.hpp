@@ -615,7 +615,7 @@ public:
     Value* scratch_index(const Ctx& c) {
         return c.pair < 0 ? c.index : B.CreateAdd(c.index, ConstantInt::get(I64, static_cast<std::uint64_t>(c.pair * VW)));
     }
-    // The scratch row's values (kept exps, or a kept argument's) at [i, i + VW), masked (mask
+    // The scratch row's values (kept exps, or a kept node's) at [i, i + VW), masked (mask
     // non-null) or not.
     Value* scratch_vector(Value* i, Value* mask) {
         Value* p = B.CreateGEP(F, scratch, i);
@@ -628,6 +628,15 @@ public:
         if (mask) B.CreateMaskedStore(v, p, al, mask);
         else B.CreateAlignedStore(v, p, al);
     }
+    // Plan::kept_node: where element i's value sits in the scratch row, and whether this row's
+    // max loop has stored them (a pass after it reads them)
+    Value* kept_index(Value* i) {
+        const auto b = static_cast<std::uint64_t>(P.block);
+        Value* blocks = B.CreateUDiv(B.CreateAdd(K, ConstantInt::get(I64, b - 1)), ConstantInt::get(I64, b));
+        Value* end = B.CreateAdd(B.CreateAdd(K, ConstantInt::get(I64, 16 + 15)), blocks);
+        return B.CreateAdd(B.CreateAnd(end, ConstantInt::get(I64, ~std::uint64_t{15})), i);
+    }
+    bool kept_ready = false;
     Value* scratch_block_max(Value* block_index) {
         Value* base = B.CreateGEP(F, scratch, B.CreateAdd(K, ConstantInt::get(I64, 16)));
         return B.CreateGEP(F, base, block_index);

@@ -117,6 +117,7 @@ void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector
             }
     };
     row_setup(r);
+    e.kept_ready = false;  // Plan::kept_node: stored by this row's max loop, when it has run
     // Plan::batched_tail: this row's lane of a kept value
     Value* lane = P.batched_tail ? B.CreateSub(r, b) : nullptr;
     auto keep_lane = [&](AllocaInst* a, Value* v) { B.CreateStore(v, B.CreateGEP(e.F, a, lane)); };

@@ -110,15 +110,16 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
         B.CreateStore(mask ? B.CreateSelect(mask, m, acc) : m, A);
     };
     std::vector<Value*> pair_even(ps.writes.size(), nullptr);  // bf16 pairs: a write's even elements
-    // Plan::kept_argument: the max loop stores the argument's values in the scratch row, the exp
-    // loop reads them (its context's value of the node)
-    bool keeps_argument = false;
-    for (const Red& r : reds) keeps_argument = keeps_argument || (r.two_pass && r.node == P.kept_argument);
-    const int kept_arg = keeps_argument ? P.g[P.kept_argument].a : -1;
+    // Plan::kept_node: the max loop of the pass that reduces kept_lse stores its values in the
+    // scratch row; that pass's exp loop and the passes after read them (their contexts' value of
+    // the node)
+    bool stores_kept = false;
+    for (const Red& r : reds) stores_kept = stores_kept || (r.two_pass && r.node == P.kept_lse);
+    const bool reads_kept = kept_ready || (stores_kept && any_two);
     auto main_body = [&](Value* i, Value* mask, int u) {
         if (pending_factor) pending_skewed_vector(i);  // reads the kept exps before this row's replace them
         Ctx c = lanes_ctx(i, mask);
-        if (keeps_argument && any_two) c.memo[static_cast<std::size_t>(kept_arg)] = scratch_vector(scratch_index(c), mask);
+        if (reads_kept) c.memo[static_cast<std::size_t>(P.kept_node)] = scratch_vector(kept_index(scratch_index(c)), mask);
         // The prefetches fill the L2 only (prefetcht1, locality 2): a block or two rows ahead is
         // far more than the L1 holds, and into the L1 (prefetcht0) each held a miss buffer the
         // loop's own loads wait for. fwd on a Zen 4 (ce_probe): 512x32000 10-12 -> 19-21 GB/s,
@@ -328,7 +329,7 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
             auto max_loop = [&] {
                 emit_loop(b0, be, [&](Value* i, Value* mask, int u) {
                     Ctx c = lanes_ctx(i, mask);
-                    if (keeps_argument) store_scratch(scratch_index(c), V(kept_arg, c), mask);
+                    if (stores_kept) store_scratch(kept_index(scratch_index(c)), V(P.kept_node, c), mask);
                     for (Red& r : reds)
                         if (r.two_pass) take_max(r.a[static_cast<std::size_t>(u)], V(P.g[r.node].a, c), mask);
                 }, UM, true);
@@ -524,6 +525,7 @@ void Em::emit_pass(const Pass& ps, bool last, bool max_ahead) {
         reduced[static_cast<std::size_t>(r.node)] = res;
         scal[static_cast<std::size_t>(r.node)] = res;
     }
+    kept_ready = kept_ready || stores_kept;
 }
 
 void Em::for_each_block(const std::function<void(Value*, Value*)>& body_of_block, std::size_t size, Value* lo, Value* hi) {

@@ -28,7 +28,7 @@ std::size_t input_bytes(const std::vector<Slot>& slots) {
 
 // Vector operations per element of vector node i's value, roughly, as codegen emits it (its own
 // polynomials for the transcendental functions): what keeping a value in the scratch row
-// (Plan::kept_argument) is weighed against.
+// (Plan::kept_node) is weighed against.
 int element_cost(const Plan& p, int i) {
     std::vector<char> seen(static_cast<std::size_t>(p.g.size()), 0);
     auto cost = [&](auto& self, int j) -> int {
@@ -45,6 +45,33 @@ int element_cost(const Plan& p, int i) {
         return own + self(self, n.a) + self(self, n.b);
     };
     return cost(cost, i);
+}
+
+// Plan::kept_node for the logsumexp argument arg: its costliest part (element_cost of at least
+// kKeptArgumentMinCost) that the last pass reads too, not through the cached softmax (soft-
+// capping's gradient reads tanh(u / cap)), else arg itself.
+int costly_part_read_later(const Plan& p, int arg) {
+    const std::size_t q = p.passes.size() - 1;
+    std::vector<char> read(static_cast<std::size_t>(p.g.size()), 0), part(static_cast<std::size_t>(p.g.size()), 0);
+    auto mark = [&](auto& self, std::vector<char>& set, int i, bool through_cache) -> void {
+        if (i < 0 || set[static_cast<std::size_t>(i)] || !p.vector_node[static_cast<std::size_t>(i)]) return;
+        if (!through_cache && p.cached_softmax(i)) return;
+        set[static_cast<std::size_t>(i)] = 1;
+        self(self, set, p.g[i].a, through_cache);
+        self(self, set, p.g[i].b, through_cache);
+    };
+    if (q > 0) {
+        for (int w : p.passes[q].writes) mark(mark, read, p.g.outputs()[static_cast<std::size_t>(w)].root, false);
+        for (int r : p.passes[q].reductions) mark(mark, read, p.g[r].a, false), mark(mark, read, p.g[r].b, false);
+    }
+    mark(mark, part, arg, true);
+    int best = arg, best_cost = 0;
+    for (int i = 0; i < p.g.size(); ++i) {
+        if (!read[static_cast<std::size_t>(i)] || !part[static_cast<std::size_t>(i)]) continue;
+        const int c = element_cost(p, i);
+        if (c >= kKeptArgumentMinCost && c > best_cost) best = i, best_cost = c;
+    }
+    return best;
 }
 
 // An environment variable set to 0 turns a schedule choice off (for comparisons).
@@ -364,25 +391,29 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, RowLen
         p.pipelined = p.labels_after_loop(p.passes[1], true).size() <= 1 &&
                       pending_row_scalars(p, p.g.outputs()[static_cast<std::size_t>(p.passes[1].writes[0])].root, scalars);
     }
-    // Kept argument (Plan::kept_argument): a two-pass logsumexp evaluates its argument in the
-    // max loop and again in the exp loop; where that is a transcendental function (some 20
-    // vector operations, and a division: soft-capping's 30 tanh(u / 30) is two), the exp loop
-    // reading it back from the scratch row (L1 or L2) costs less. Soft-capped cross-entropy
-    // (ce_probe --loss softcap, alternating, medians): fwd+bwd 512x32000 1.67 -> 2.35 GB/s,
-    // 8192x1000 1.49 -> 2.30, bf16 512x32000 1.48 -> 2.17; fwd 512x32000 2.48 -> 5.16, 8192x1000
-    // 2.35 -> 5.01 (the max ahead lost: its exp loop computed two arguments, this row's and the
-    // next's). Not with the max ahead (the next row's
-    // argument, in the exp loop of this row, would need a second row), pipelined rows (the
-    // pending row's kept exps are in the scratch row) or bf16 pairs (the max loop's copies,
-    // four, leave a different tail in order than the exp loop's). LOSSJIT_KEPT_ARGUMENT=0 turns
-    // it off (for comparisons).
-    static const bool keep_argument = !turned_off("LOSSJIT_KEPT_ARGUMENT");
-    if (keep_argument && !p.rows && !p.pipelined && p.lse == LseMode::two_pass && !p.passes.empty()) {
+    // Kept node (Plan::kept_node): a two-pass logsumexp evaluates its argument in the max loop
+    // and again in the exp loop, and a gradient may read part of it once more; where that is a
+    // transcendental function (some 20 vector operations, and a division: soft-capping's
+    // 30 tanh(u / 30) is two), the loops after the max loop reading it back from the scratch row
+    // (L1 or L2) cost less. Soft-capped cross-entropy (ce_probe --loss softcap, alternating,
+    // medians): fwd+bwd 512x32000 1.67 -> 3.76 GB/s, 8192x1000 1.49 -> 3.33, bf16 512x32000
+    // 1.48 -> 3.55; fwd 512x32000 2.48 -> 5.16, 8192x1000 2.35 -> 5.01 (the max ahead lost: its
+    // exp loop computed two arguments, this row's and the next's). Keeping the whole argument in
+    // the kept exps' place, the gradient computing the tanh again, fwd+bwd ran 2.35 and 2.30. Not
+    // with the max ahead (the next row's argument, in the exp loop of this row, would need a
+    // second row), pipelined rows (the scratch row's part for the pending row is the next row's)
+    // or bf16 pairs (the max loop's copies, four, leave a different tail in order than the exp
+    // loop's). LOSSJIT_KEPT_NODE=0 turns it off (for comparisons).
+    static const bool keep_node = !turned_off("LOSSJIT_KEPT_NODE");
+    if (keep_node && !p.rows && !p.pipelined && p.lse == LseMode::two_pass && !p.passes.empty()) {
         int candidate = p.cache_lse;
         for (std::size_t q = 0; candidate < 0 && q < p.passes.size(); ++q)
             for (int r : p.passes[q].reductions)
                 if (candidate < 0 && p.g[r].op == Op::logsumexp) candidate = r;
-        if (candidate >= 0 && element_cost(p, p.g[candidate].a) >= kKeptArgumentMinCost) p.kept_argument = candidate;
+        if (candidate >= 0 && element_cost(p, p.g[candidate].a) >= kKeptArgumentMinCost) {
+            p.kept_lse = candidate;
+            p.kept_node = costly_part_read_later(p, p.g[candidate].a);
+        }
     }
     // Max ahead: the next row's max loop streams its row from memory (or L2) with a load and a
     // max a vector, under no arithmetic; taken in this row's exp loop, which the FP units bound,
@@ -399,7 +430,7 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, RowLen
     // (best of 2 alternating). LOSSJIT_MAX_AHEAD=0 turns it off (for comparisons).
     static const bool max_ahead = !turned_off("LOSSJIT_MAX_AHEAD");
     const bool one_pass = p.passes.size() == 1;
-    if (max_ahead && !p.rows && !p.pipelined && p.kept_argument < 0 && p.row_is_one_block() && p.lse == LseMode::two_pass && !p.passes.empty() &&
+    if (max_ahead && !p.rows && !p.pipelined && p.kept_node < 0 && p.row_is_one_block() && p.lse == LseMode::two_pass && !p.passes.empty() &&
         (one_pass || p.longest() * in_bytes <= kMaxAheadRowBytes) && p.pass_groups(p.passes[0]).size() == 1) {
         bool any = false, row_elements = true;
         for (int r : p.passes[0].reductions)
@@ -429,7 +460,7 @@ Plan make_plan(const Graph& in, const CompileOptions& o, const Target& t, RowLen
     // gradient a vpmovdw, on the FP pipes the loops' arithmetic needs (fwd 4x32000 in cache 17
     // GB/s against fp32's 26). LOSSJIT_BF16_PAIRS=0 turns it off (for comparisons).
     static const bool bf16_pairs = !turned_off("LOSSJIT_BF16_PAIRS");
-    if (bf16_pairs && t.avx512 && p.vector_width == 16 && p.compute == DType::f32 && !p.rows && o.unroll == 0 && !p.pipelined && p.kept_argument < 0 &&
+    if (bf16_pairs && t.avx512 && p.vector_width == 16 && p.compute == DType::f32 && !p.rows && o.unroll == 0 && !p.pipelined && p.kept_node < 0 &&
         !p.passes.empty()) {
         bool ok = true;
         for (const Slot& s : p.slots) ok = ok && (!s.vector || s.dtype == DType::bf16);

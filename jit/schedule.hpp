@@ -164,16 +164,20 @@ struct Plan {
     // (no onehot in them). The masked tail takes its elements in order (codegen_loops.cpp,
     // Em::load_lanes). Unroll 2.
     bool bf16_pairs = false;
-    // Row by row, a two-pass logsumexp whose argument costs more than keeping it (soft-capping's
-    // cap tanh(u / cap)): its max loop stores the argument's values in the scratch row, and its
-    // exp loop reads them there instead of computing them again (and, when it is cache_lse,
-    // keeps its exps in their place). -1: none.
-    int kept_argument = -1;
+    // Row by row, a two-pass logsumexp (kept_lse) whose argument costs more than keeping it
+    // (soft-capping's cap tanh(u / cap)): its max loop stores the values of kept_node (the
+    // argument, or its costly part that the last pass reads too: tanh(u / cap)) in the scratch
+    // row past the cached exps (kept_offset), and its exp loop and the passes after read them
+    // there instead of computing them again. -1: none.
+    int kept_lse = -1, kept_node = -1;
+    bool uses_scratch() const { return (cache_lse >= 0 || kept_node >= 0) && !rows; }
     // Elements (of the compute type) of the per-thread scratch row for rows of K: the cached
-    // exp values (or a kept argument's), then one block max per block. 0 when the kernel needs
-    // none.
-    bool uses_scratch() const { return (cache_lse >= 0 || kept_argument >= 0) && !rows; }
-    std::size_t scratch_elems(std::size_t K) const { return uses_scratch() ? K + 16 + (K + block - 1) / block : 0; }
+    // exp values, one block max per block, and a kept node's values from a 64-byte boundary. 0
+    // when the kernel needs none.
+    std::size_t kept_offset(std::size_t K) const { return (K + 16 + (K + block - 1) / block + 15) / 16 * 16; }
+    std::size_t scratch_elems(std::size_t K) const {
+        return !uses_scratch() ? 0 : kept_node >= 0 ? kept_offset(K) + K + 16 : K + 16 + (K + block - 1) / block;
+    }
     // Bytes a row of K elements reads and writes in the row arrays (the vector slots).
     std::size_t row_bytes(std::size_t K) const {
         std::size_t b = 0;

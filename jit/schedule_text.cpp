@@ -148,7 +148,7 @@ std::string to_string(const Plan& p) {
         for (int r : ps.reductions) {
             os << "    reduce %" << r << " = " << node_text(g, r);
             if (g[r].op == Op::logsumexp) os << (p.lse == LseMode::online ? "   [online: running max with rescaling]" : "   [max, then sum of exp(x - max)]");
-            if (r == p.kept_argument) os << " [x kept in a scratch row by the max loop, for the main loop]";
+            if (r == p.kept_lse) os << " [" << node_text(g, p.kept_node) << " kept in a scratch row by the max loop, for the loops after]";
             if (r == p.cache_lse) os << " [exp(x - max) kept in a scratch row]";
             os << "\n";
         }

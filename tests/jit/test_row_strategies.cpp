@@ -153,13 +153,13 @@ TEST_CASE("pipelined rows: writes of the cached softmax and the row's scalars") 
             }
 }
 
-// Plan::kept_argument: a logsumexp whose argument is a transcendental function (soft-capping's
-// cap tanh(u / cap)) has it stored in the scratch row by its max loop and read back by its exp
-// loop, which keeps its exps there in their place when the gradient reads them. Against the
+// Plan::kept_node: a logsumexp whose argument is a transcendental function (soft-capping's
+// cap tanh(u / cap)) has it, or its part the gradient reads too (tanh(u / cap)), stored in the
+// scratch row by its max loop and read back by its exp loop and the gradient pass. Against the
 // reference: fwd and fwd+bwd, fp32, fp64 and bf16, rows in one block and in several, specialized
 // and generic, with masked and ignored rows and logits of +-80; cross-entropy's argument (the
 // logits) is not kept.
-TEST_CASE("kept argument: a costly logsumexp argument computed once an element") {
+TEST_CASE("kept node: a costly logsumexp argument computed once an element") {
     const jt::Case soft_cap = [] {
         for (const jt::Case& c : jt::cases())
             if (c.name == "soft_cap") return c;
@@ -172,12 +172,13 @@ TEST_CASE("kept argument: a costly logsumexp argument computed once an element")
         const int v = fwd.apply(Op::mul, cap, fwd.apply(Op::tanh, fwd.apply(Op::div, u, cap)));
         fwd.add_output("loss", fwd.apply(Op::sub, fwd.apply(Op::logsumexp, v), fwd.apply(Op::at, v, y)));
     }
-    for (const jt::Case& c : {soft_cap, jt::Case{"soft_cap_fwd", fwd, soft_cap.params}})
+    // the gradient reads tanh(u / cap) too: that is kept, and cap tanh(u / cap) computed from it
+    for (const auto& [c, kept] : {std::pair{soft_cap, "[tanh(u / 3e+01) kept"}, std::pair{jt::Case{"soft_cap_fwd", fwd, soft_cap.params}, "[3e+01 * tanh(u / 3e+01) kept"}})
         check_layouts(c, {DType::f32, DType::f64, DType::bf16}, {0, 64}, [](std::size_t) { return std::vector<std::size_t>{40, 1000, 5003}; },
-                      "x kept in a scratch row by the max loop");
+                      std::string(kept) + " in a scratch row by the max loop");
     CompileOptions o;
     o.row_length = 1000;
-    CHECK(compile(jt::ce_hard(), o).schedule().find("x kept in a scratch row") == std::string::npos);
+    CHECK(compile(jt::ce_hard(), o).schedule().find("kept in a scratch row by the max loop") == std::string::npos);
 }
 
 // Plan::max_ahead: a one-pass kernel (fwd), or one with a gradient pass and rows of up to 4 KB,
