@@ -1,13 +1,13 @@
 // ce_probe: a tuning tool for the cross-entropy kernel (not part of the benchmark's results).
 //   ce_probe [N K] [--fwd] [--bf16] [--generic] [--threads T] [--unroll U] [--lse online|two] [--block B] [--reps R]
-//            [--grad-offset E] [--offset E] [--loss ce|smoothing|zloss|softcap]
+//            [--grad-offset E] [--offset E] [--loss ce|smoothing|zloss|softcap|tempered|focal|poly1]
 // Times the lossjit kernel, careful C++ and the copy (fwdbwd) or read (fwd) roofline, interleaved,
 // and prints min and median GB/s of each (fp32 logit bytes / s) and lossjit / roofline.
 // --grad-offset: the gradient starts E elements past its buffer's 64-byte boundary (where the
 // logits start), for kernels whose speed depends on the two arrays' addresses. --offset: the
 // logits start E elements past theirs (the gradient as far, plus its own offset). --loss: the
-// kernel's loss (label smoothing 0.1, z-loss 1e-4, soft-capping at 30: their losses unchecked;
-// careful C++ stays CE).
+// kernel's loss (label smoothing 0.1, z-loss 1e-4, soft-capping at 30, temperature 2, focal
+// gamma 2, poly-1 epsilon 1: their losses unchecked; careful C++ stays CE).
 #include <lossjit/kernel.hpp>
 #include <lossjit/lossjit.hpp>
 #include <lossjit/losses.hpp>
@@ -61,10 +61,16 @@ int main(int argc, char** argv) {
     const lossjit::Graph g = loss == "smoothing" ? lowered(lossjit::losses::label_smoothing_cross_entropy())
                              : loss == "zloss"   ? lowered(lossjit::losses::cross_entropy_with_z_loss())
                              : loss == "softcap" ? lowered(lossjit::losses::softcapped_cross_entropy())
+                             : loss == "tempered" ? lowered(lossjit::losses::tempered_cross_entropy())
+                             : loss == "focal" ? lowered(lossjit::losses::focal())
+                             : loss == "poly1" ? lowered(lossjit::losses::poly1_cross_entropy())
                                                  : lowered(ce);
     if (loss == "smoothing") o.params = {{"label_smoothing", 0.1}};
     if (loss == "zloss") o.params = {{"z_loss", 1e-4}};
     if (loss == "softcap") o.params = {{"softcap", 30}};
+    if (loss == "tempered") o.params = {{"temperature", 2}};
+    if (loss == "focal") o.params = {{"gamma", 2}};
+    if (loss == "poly1") o.params = {{"poly_epsilon", 1}};
     o.row_length = generic ? 0 : K;
     o.dtype = b16 ? lossjit::DType::bf16 : lossjit::DType::f32;
     const auto t0 = clk::now();
