@@ -628,8 +628,8 @@ public:
         if (mask) B.CreateMaskedStore(v, p, al, mask);
         else B.CreateAlignedStore(v, p, al);
     }
-    // Plan::kept_node: where element i's value sits in the scratch row, and whether this row's
-    // max loop has stored them (a pass after it reads them)
+    // Plan::kept_node: where element i's value sits in the scratch row (Plan::kept_offset(K) + i),
+    // and whether this row's max loop has stored them (a pass after it reads them)
     Value* kept_index(Value* i) {
         const auto b = static_cast<std::uint64_t>(P.block);
         Value* blocks = B.CreateUDiv(B.CreateAdd(K, ConstantInt::get(I64, b - 1)), ConstantInt::get(I64, b));

