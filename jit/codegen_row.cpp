@@ -282,9 +282,10 @@ void emit_row_by_row(Em& e, Value* rb, Value* re, Value* sums, const std::vector
     B.CreateRetVoid();
 }
 
-// Plan::pipelined. A row's last pass (its gradient from the kept exps) waits, as the pending
-// row, for the next row's exp loop: there, block by block, each vector of the pending row is
-// read from the scratch row before this row's exp replaces it, scaled and stored. The scratch
+// Plan::pipelined. A row's last pass (its gradient from the kept exps, onehots and the row's
+// scalars, which it keeps: jit::pending_row_scalars) waits, as the pending row, for the next
+// row's exp loop: there, block by block, each vector of the pending row is read from the
+// scratch row before this row's exp replaces it, computed and stored. The scratch
 // row serves both (each element read, then written, once). With no row pending (the first row
 // of a call, or after a fully masked one) the pending row is the scratch row itself: each
 // vector is stored there just before this row's exp replaces it, so that it is one loop
