@@ -104,6 +104,11 @@ public:
     }
     // <VW x i32> i, i + 1, .., i + VW - 1: the element indices of the vector at i64 i
     Value* lane_indices(Value* i) { return B.CreateAdd(splat(B.CreateTrunc(i, I32)), lane_iota()); }
+    // The mask of the vector at element i's lanes before element end (a partial vector's).
+    Value* lanes_before(Value* i, Value* end) {
+        Value* lanes = lane_indices(i);  // first, in a statement of its own: C++ leaves the order of arguments open
+        return B.CreateICmpSLT(lanes, splat(B.CreateTrunc(end, I32)));
+    }
     // the element indices of a lanes context's vector (in pairs: i + 2l + pair)
     Value* lane_indices(const Ctx& c) {
         if (c.pair < 0) return lane_indices(c.index);

@@ -16,8 +16,7 @@ void Em::emit_loop(Value* begin, Value* end, const std::function<void(Value*, Va
         B.CreateCondBr(B.CreateICmpSLT(begin, end), bodyb, exit);
         B.SetInsertPoint(bodyb);
         Value* i = B.CreateLoad(I64, iv);
-        Value* lanes = lane_indices(i);
-        body(i, B.CreateICmpSLT(lanes, splat(B.CreateTrunc(end, I32))), 0);
+        body(i, lanes_before(i, end), 0);
         Value* next = B.CreateAdd(i, ConstantInt::get(I64, VW));
         B.CreateStore(next, iv);
         B.CreateCondBr(B.CreateICmpSLT(next, end), bodyb, exit);
@@ -57,8 +56,7 @@ void Em::emit_loop(Value* begin, Value* end, const std::function<void(Value*, Va
     if (whole || (known && n % step == 0)) return;  // no tail
     if (known && n % step <= VW) {       // a tail of at most one vector: straight-line, no loop
         Value* i = B.CreateLoad(I64, iv);
-        Value* lanes = lane_indices(i);
-        body(i, B.CreateICmpSLT(lanes, splat(B.CreateTrunc(end, I32))), 0);
+        body(i, lanes_before(i, end), 0);
         return;
     }
     // masked tail: the lanes still inside [i, end); a loop when more than one vector may remain
@@ -67,9 +65,7 @@ void Em::emit_loop(Value* begin, Value* end, const std::function<void(Value*, Va
     B.CreateCondBr(B.CreateICmpSLT(B.CreateLoad(I64, iv), end), tail, done);
     B.SetInsertPoint(tail);
     Value* i = B.CreateLoad(I64, iv);
-    Value* lanes = lane_indices(i);
-    Value* mask = B.CreateICmpSLT(lanes, splat(B.CreateTrunc(end, I32)));
-    body(i, mask, 0);
+    body(i, lanes_before(i, end), 0);
     if (U > 1) {
         Value* next = B.CreateAdd(i, ConstantInt::get(I64, VW));
         B.CreateStore(next, iv);

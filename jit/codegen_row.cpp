@@ -415,7 +415,7 @@ void Em::pending_skewed_start(Value* b0, Value* be, Value* ahead) {
         BasicBlock* done = BasicBlock::Create(C, "pending.part.done", fn);
         B.CreateCondBr(B.CreateICmpULT(at, end), run, done);
         B.SetInsertPoint(run);
-        pending_vector(at, B.CreateICmpSLT(lane_indices(at), splat(B.CreateTrunc(end, I32))));
+        pending_vector(at, lanes_before(at, end));
         B.CreateBr(done);
         B.SetInsertPoint(done);
     };
